@@ -1,0 +1,7 @@
+"""nasforge: neural architecture search on PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,110 @@
+"""The training budget (fidelity) under which a network is evaluated."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from nasforge.errors import ConfigError
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "adamax", "rmsprop")
+SCHEDULES: tuple[str, ...] = ("none", "cosine")
+AUGMENTATIONS: tuple[str, ...] = ("none", "flip", "flip+erase")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+DEFAULT_LR: dict[str, float] = {
+    "sgd": 0.05,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adamax": 2e-3,
+    "rmsprop": 1e-3,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much and how a network is trained: plain, hashable data.
+
+    ``width`` is a channel count (the base C of builders that take one), never a multiplier.
+    ``data_fraction`` is the stratified fraction of the training split used for training.
+    ``lr=None`` means the optimizer's default in ``DEFAULT_LR``. ``max_steps`` caps optimizer
+    steps per epoch (tests and smoke runs); ``patience`` stops after that many epochs without
+    a better validation accuracy.
+    """
+
+    epochs: int = 1
+    data_fraction: float = 1.0
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float | None = None
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "none"
+    augment: str = "none"
+    precision: str = "fp32"
+    channels_last: bool = False
+    width: int = 16
+    patience: int | None = None
+    max_steps: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first invalid field."""
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ConfigError(f"budget.epochs must be a positive integer, got {self.epochs!r}")
+        if not (0.0 < float(self.data_fraction) <= 1.0):
+            raise ConfigError(f"budget.data_fraction must be in (0, 1], got {self.data_fraction!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"budget.batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+            )
+        if self.lr is not None and not float(self.lr) > 0:
+            raise ConfigError(f"budget.lr must be positive, got {self.lr!r}")
+        if float(self.weight_decay) < 0:
+            raise ConfigError(f"budget.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(
+                f"unknown augmentation {self.augment!r}; known: {', '.join(AUGMENTATIONS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}"
+            )
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ConfigError(f"budget.width must be a positive integer, got {self.width!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"budget.patience must be >= 1, got {self.patience!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"budget.max_steps must be >= 1, got {self.max_steps!r}")
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate in effect (explicit or the optimizer's default)."""
+        return float(self.lr) if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def replace(self, **changes: Any) -> "Budget":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Budget":
+        """Build from a mapping; unknown keys are a ``ConfigError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown budget key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
