@@ -1,0 +1,267 @@
+"""The Python API: run a search from a config, train finalists, read results back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import time
+from concurrent.futures import Executor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nasforge
+from nasforge.config import SearchConfig
+from nasforge.errors import ConfigError, GenomeError, StorageError
+from nasforge.evaluation.budget import Budget
+from nasforge.execution.executors import make_executor
+from nasforge.execution.isolation import IsolatedEvaluate
+from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
+from nasforge.execution.tasks import EvalTask, load_splits, model_seed
+from nasforge.spaces import get_space
+from nasforge.spaces.base import SearchSpace
+from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
+from nasforge.strategies import Problem, Strategy, get_strategy
+
+
+def provenance() -> dict[str, Any]:
+    """Versions, host, device and git commit (when run from a checkout)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "nasforge": nasforge.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    }
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=5,
+        )
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def data_dict(config: SearchConfig) -> dict[str, Any]:
+    """The data section as the plain dict workers receive."""
+    d = config.data
+    return {
+        "dataset": d.dataset,
+        "data_dir": d.data_dir,
+        "val_fraction": d.val_fraction,
+        "split_seed": d.split_seed,
+        "normalize": [list(d.normalize[0]), list(d.normalize[1])] if d.normalize else None,
+    }
+
+
+def problem_for(config: SearchConfig) -> Problem:
+    """Input shape and class count of the configured data set (loads it in this process)."""
+    splits = load_splits(data_dict(config))
+    return Problem(tuple(splits.input_shape), int(splits.num_classes))  # type: ignore[arg-type]
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool) -> StudyStorage:
+    """Create a new study, or open one to resume (refusing another config unless forced)."""
+    path = Path(path)
+    identity = json.loads(json.dumps(config.identity(), default=list))
+    if not resume:
+        if path.exists():
+            raise StorageError(f"{path} already exists; add --resume to continue it, or pick "
+                               "another --storage")
+        return StudyStorage.create(
+            path, name=config.name, config=config.to_dict(), identity=identity,
+            identity_hash=config.identity_hash(), provenance=provenance(),
+        )
+    if not path.exists():
+        raise StorageError(f"cannot resume: {path} not found")
+    storage = StudyStorage.open(path)
+    stored = storage.study()
+    if stored["identity_hash"] != config.identity_hash():
+        changed = _diff(stored["identity"], identity)
+        if not force:
+            storage.close()
+            raise StorageError(
+                f"{path} belongs to another study (changed: {', '.join(changed) or 'identity'}); "
+                "it was left untouched; use --force to resume it anyway"
+            )
+        storage.replace_identity(identity, config.identity_hash())
+    storage.update_config(config.to_dict(), provenance())
+    return storage
+
+
+def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
+    """Genomes from a study database (ok trials, best first) or a JSON file (one or a list)."""
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"--init-from: {path} not found")
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GenomeError(f"{path}: not valid JSON ({exc})") from None
+        items = raw if isinstance(raw, list) else [raw]
+        return [space.genome_from_dict(item) for item in items]
+    with StudyStorage.open(path) as storage:
+        return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
+
+
+@dataclass
+class FinalResult:
+    """Final training of one genome over several seeds."""
+
+    trial_number: int | None
+    genome: dict[str, Any]
+    description: str
+    params: int | None
+    test_accs: list[float]
+    failures: list[str]
+
+    @property
+    def mean(self) -> float | None:
+        """Mean test accuracy over seeds."""
+        return statistics.fmean(self.test_accs) if self.test_accs else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation of the test accuracy (0 for one seed)."""
+        if len(self.test_accs) < 2:
+            return 0.0 if self.test_accs else None
+        return statistics.stdev(self.test_accs)
+
+
+class Search:
+    """A configured search bound to a study file."""
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        storage_path: str | Path,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        init_from: str | Path | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.config = config
+        self.space = get_space(config.space.name, **config.space.settings)
+        self.problem = problem_for(config)
+        self.strategy: Strategy = get_strategy(
+            config.strategy.name, self.space, config.budget, self.problem, config.seed,
+            **config.strategy.settings,
+        )
+        self.storage = open_study(storage_path, config, resume=resume, force=force)
+        state = self.storage.strategy_state()
+        if state is not None:
+            self.strategy.load_state_dict(state)
+        elif init_from is not None:
+            self.strategy.warm_start(load_genomes(self.space, init_from))
+        self.reporter = reporter or Reporter(enabled=False)
+
+    def run(self, executor: Executor | None = None) -> RunSummary:
+        """Run the search to its stopping criterion."""
+        own = executor is None
+        executor = executor or make_executor(self.config.run)
+        try:
+            runner = Runner(
+                config=self.config, storage=self.storage, space=self.space,
+                strategy=self.strategy, executor=executor, reporter=self.reporter,
+                evaluate=IsolatedEvaluate(self.config.run.eval_timeout,
+                                          self.config.run.memory_limit_mb),
+            )
+            return runner.run()
+        finally:
+            if own:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Close the study file."""
+        self.storage.close()
+
+
+def train_final(
+    storage: StudyStorage,
+    space: SearchSpace,
+    entries: list[tuple[int | None, Any]],
+    budget: Budget,
+    seeds: int,
+    data: dict[str, Any],
+    executor: Executor,
+    study_seed: int = 0,
+    reporter: Reporter | None = None,
+) -> list[FinalResult]:
+    """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
+    measure test accuracy and store every run in the study."""
+    reporter = reporter or Reporter(enabled=False)
+    weights = artifacts_dir(storage.path) / "final"
+    futures = {}
+    for trial_number, genome in entries:
+        gkey = genome_key(space, genome)
+        for seed_index in range(seeds):
+            ckpt = weights / f"{gkey}_w{budget.width}_s{seed_index}.pt"
+            task = EvalTask(
+                trial_number=trial_number if trial_number is not None else -1,
+                space_name=space.name, space_settings=space.settings(),
+                genome=space.genome_to_dict(genome), budget=budget.to_dict(), data=data,
+                model_seed=model_seed(study_seed, gkey, budget_key(budget.to_dict()), seed_index),
+                checkpoint_path=str(ckpt), final=True,
+            )
+            futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
+    results: dict[str, FinalResult] = {}
+    for future in as_completed(futures):
+        trial_number, genome, gkey, seed_index = futures[future]
+        res = future.result()
+        item = results.setdefault(gkey, FinalResult(
+            trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
+            res.get("params"), [], [],
+        ))
+        storage.add_final_run(
+            trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
+            budget=budget.to_dict(), seed=seed_index, status=res.get("status", "failed"),
+            val_acc=None, test_acc=res.get("test_acc"), params=res.get("params"),
+            metrics={**(res.get("metrics") or {}), "curve": res.get("curve"),
+                     "error": res.get("error")},
+            checkpoint=res.get("checkpoint"),
+        )
+        if res.get("status") == "ok" and res.get("test_acc") is not None:
+            item.test_accs.append(float(res["test_acc"]))
+            reporter.message(f"final: trial {trial_number} seed {seed_index}: test acc "
+                             f"{res['test_acc']:.4f} ({res.get('metrics', {}).get('train_seconds', 0):.0f}s)")
+        else:
+            item.failures.append(str(res.get("error")))
+            reporter.message(f"final: trial {trial_number} seed {seed_index} FAILED: {res.get('error')}")
+        item.params = item.params or res.get("params")
+    return list(results.values())
+
+
+def read_trials(path: str | Path) -> list[TrialRecord]:
+    """All trials of a study."""
+    with StudyStorage.open(path) as storage:
+        return storage.trials()
+
+
+def best_trials(path: str | Path, k: int = 5) -> list[TrialRecord]:
+    """The k best ok trials of a study by validation accuracy."""
+    with StudyStorage.open(path) as storage:
+        return storage.best(k)

@@ -1,0 +1,557 @@
+"""Command-line interface: parses flags, loads configs, calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from nasforge import __version__
+from nasforge.errors import ConfigError, NasforgeError
+from nasforge.report import commands as report_commands
+
+BUDGET_FLAGS: dict[str, tuple[type, str]] = {
+    "epochs": (int, "training epochs"),
+    "data_fraction": (float, "fraction of the training split to train on (stratified)"),
+    "batch_size": (int, "mini-batch size"),
+    "optimizer": (str, "sgd | adam | adamw | adamax | rmsprop"),
+    "lr": (float, "learning rate (default per optimizer)"),
+    "weight_decay": (float, "weight decay"),
+    "schedule": (str, "none | cosine"),
+    "augment": (str, "none | flip | flip+erase"),
+    "precision": (str, "fp32 | bf16 (autocast)"),
+    "width": (int, "base channel count C"),
+    "patience": (int, "early-stopping patience in epochs"),
+    "max_steps": (int, "cap on optimizer steps per epoch"),
+}
+
+
+def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("budget")
+    for name, (kind, help_text) in BUDGET_FLAGS.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                           help=help_text)
+    group.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                       help="channels-last memory format")
+
+
+def _budget_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "channels_last", None):
+        changes["channels_last"] = True
+    return changes
+
+
+def _print_table(rows: list[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from nasforge.data import verify_fashion_mnist
+
+    report = verify_fashion_mnist(args.data_dir)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_train_net(args: argparse.Namespace) -> int:
+    from nasforge.data import load_dataset, split_validation
+    from nasforge.evaluation import Budget, baseline_cnn, set_determinism, train
+
+    budget = Budget(epochs=2, width=32).replace(**_budget_changes(args))
+    if args.seed is not None:
+        budget = budget.replace(seed=args.seed)
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+    splits = split_validation(dataset, args.val_fraction, seed=0)
+    set_determinism(budget.seed)
+    model = baseline_cnn(splits.input_shape, splits.num_classes, budget.width)
+    if not args.json:
+        print(f"training the baseline CNN on {dataset.name}: {len(splits.train_y)} train / "
+              f"{len(splits.val_y)} validation images, {budget.epochs} epoch(s), "
+              f"{budget.optimizer}", file=sys.stderr)
+    result = train(model, splits, budget, evaluate_test=args.test,
+                   on_epoch=None if args.json else (lambda r: print(
+                       f"  epoch {r.epoch}: train loss {r.train_loss:.4f}  val acc "
+                       f"{r.val_acc:.4f}  ({r.seconds:.1f}s)", file=sys.stderr)))
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        rows = [("status", result.status)]
+        if result.reason:
+            rows.append(("reason", result.reason))
+        rows += [
+            ("val accuracy", f"{result.val_acc:.4f}" if result.val_acc is not None else "-"),
+            ("val loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-"),
+        ]
+        if result.test_acc is not None:
+            rows.append(("test accuracy", f"{result.test_acc:.4f}"))
+        rows += [
+            ("epochs run", result.epochs_run),
+            ("parameters", f"{result.params:,}"),
+            ("FLOPs", f"{result.flops:,}"),
+            ("train seconds", f"{result.train_seconds:.1f}"),
+            ("images/s", f"{result.images_per_second:.0f}"),
+        ]
+        _print_table(rows)
+    return 0 if result.status == "ok" else 1
+
+
+def _parse_input(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--input must look like 1x28x28, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 1:
+        raise ConfigError(f"--input must look like 1x28x28, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _space_from_args(args: argparse.Namespace) -> Any:
+    from nasforge.spaces import get_space
+
+    settings: dict[str, Any] = {}
+    if getattr(args, "head", None):
+        settings["head"] = args.head
+    if getattr(args, "merge", None):
+        settings["merge_policy"] = args.merge
+    return get_space(args.space, **settings)
+
+
+def cmd_space_sample(args: argparse.Namespace) -> int:
+    import random
+
+    space = _space_from_args(args)
+    rng = random.Random(args.seed)
+    for i in range(args.n):
+        genome = space.sample(rng)
+        if args.json:
+            print(json.dumps(space.genome_to_dict(genome)))
+        else:
+            print(f"{i + 1}: {space.describe(genome, args.width)}")
+    return 0
+
+
+def _read_genome(space: Any, path: str) -> Any:
+    from nasforge.errors import GenomeError
+
+    p = Path(path)
+    if not p.is_file():
+        raise GenomeError(f"genome file {path} not found")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise GenomeError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "genome" in data and "schema" not in data:
+        data = data["genome"]
+    try:
+        return space.genome_from_dict(data)
+    except NasforgeError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def cmd_space_show(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasforge.evaluation.metrics import count_flops
+
+    space = _space_from_args(args)
+    genome = _read_genome(space, args.file)
+    shape = _parse_input(args.input)
+    reasons = space.validate(genome)
+    print(space.describe(genome, args.width))
+    if reasons:
+        print("invalid: " + "; ".join(reasons))
+        return 1
+    params = space.count_params(genome, shape, args.classes, args.width)
+    rows: list[tuple[str, Any]] = [("parameters", f"{params:,}")]
+    if args.max_flops_params is None or params <= args.max_flops_params:
+        model = space.build(genome, shape, args.classes, args.width)
+        with torch.no_grad():
+            rows.append(("FLOPs", f"{count_flops(model, shape):,}"))
+    rows.append(("canonical key", __import__("nasforge.execution.runner", fromlist=["x"]).genome_key(space, genome)))
+    _print_table(rows)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from nasforge.config import available_presets, load_config, preset_text
+
+    if args.name:
+        print(preset_text(args.name), end="")
+        return 0
+    for name in available_presets():
+        cfg = load_config(name)
+        print(f"{name:20s} {cfg.space.name} space, {cfg.strategy.name}, {cfg.run.max_evals} trials, "
+              f"{cfg.budget.epochs} epoch(s) at width {cfg.budget.width}, "
+              f"data fraction {cfg.budget.data_fraction}")
+    return 0
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    from nasforge.config import apply_overrides, load_config
+
+    config = load_config(args.config)
+    overrides = list(args.set or [])
+    mapping = {
+        "space": "space.name", "strategy": "strategy.name", "workers": "run.workers",
+        "max_evals": "run.max_evals", "time_limit": "run.time_limit", "seed": "seed",
+        "executor": "run.executor", "scheduler": "run.scheduler", "data_dir": "data.data_dir",
+        "keep_best": "run.keep_best", "target": "run.target_accuracy",
+    }
+    for attr, key in mapping.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides.insert(0, f"{key}={value}")
+    if getattr(args, "devices", None):
+        overrides.insert(0, f"run.devices=[{args.devices}]")
+    if args.space and args.space != config.space.name:
+        overrides.insert(0, "space.settings={}")
+    if args.strategy and args.strategy != config.strategy.name:
+        overrides.insert(0, "strategy.settings={}")
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nasforge.api import Search, data_dict, train_final
+    from nasforge.execution.executors import make_executor
+    from nasforge.execution.runner import Reporter
+
+    config = _search_config(args)
+    storage = Path(args.storage or f"studies/{config.name}.db")
+    reporter = Reporter(enabled=not args.quiet)
+    started = time.time()
+    search = Search(config, storage, resume=args.resume, force=args.force,
+                    init_from=args.init_from, reporter=reporter)
+    try:
+        done_before = search.storage.count_finished()
+        reporter.message(
+            f"study {storage} ({'resumed with ' + str(done_before) + ' finished trials' if args.resume else 'new'}): "
+            f"{config.space.name} space, {config.strategy.name}, {config.run.max_evals} trials, "
+            f"{config.run.workers} worker(s) on {config.run.executor}"
+        )
+        executor = make_executor(config.run)
+        try:
+            summary = search.run(executor)
+            print(f"search: {summary.finished} trials ({summary.ok} ok, {summary.failed} failed, "
+                  f"{summary.reused} duplicate proposals reused) in {summary.wall_seconds:.0f}s; "
+                  f"stopped: {summary.stop_reason}")
+            if summary.busy_fraction is not None:
+                print(f"workers busy {summary.busy_fraction:.0%} of the run")
+            if summary.running_left:
+                print(f"{summary.running_left} evaluation(s) left running; continue with --resume")
+            best = summary.best
+            if best is None:
+                print("no trial succeeded")
+                return 1
+            genome = search.space.genome_from_dict(best.genome)
+            print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params")
+            print(f"      {search.space.describe(genome, config.budget.width)}")
+            if config.final is not None and not args.no_final and summary.stop_reason != "interrupted":
+                entries = [(t.number, search.space.genome_from_dict(t.genome))
+                           for t in search.storage.best(config.final.top)]
+                reporter.message(
+                    f"final training of the best {len(entries)} on the whole training set: "
+                    f"{config.final.budget.epochs} epoch(s) at width {config.final.budget.width}, "
+                    f"{config.final.seeds} seed(s)"
+                )
+                results = train_final(search.storage, search.space, entries, config.final.budget,
+                                      config.final.seeds, data_dict(config), executor,
+                                      config.seed, reporter)
+                for res in results:
+                    if res.mean is not None:
+                        print(f"final: trial {res.trial_number}: test acc {res.mean:.4f} "
+                              f"± {res.std:.4f} over {len(res.test_accs)} seed(s), "
+                              f"{res.params:,} params at width {config.final.budget.width}")
+                    else:
+                        print(f"final: trial {res.trial_number} failed: {res.failures}")
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        print(f"study stored in {storage}; total {time.time() - started:.0f}s")
+    finally:
+        search.close()
+    return 0
+
+
+def _trial_rows(path: str) -> list[dict[str, Any]]:
+    from nasforge.api import read_trials
+
+    rows = []
+    for t in read_trials(path):
+        duration = (t.finished_at - t.started_at) if t.started_at and t.finished_at else None
+        rows.append({
+            "number": t.number, "status": t.status, "val_acc": t.val_acc, "params": t.params,
+            "flops": t.flops, "seconds": round(duration, 2) if duration else None,
+            "worker": t.worker, "attempts": t.attempts, "error": t.error,
+            "genome_key": t.genome_key,
+        })
+    return rows
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    rows = _trial_rows(args.file)
+    if args.json:
+        from nasforge.api import read_trials
+
+        print(json.dumps([t.to_dict() for t in read_trials(args.file)], indent=1))
+    elif args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["number"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(f"{'#':>4} {'status':7} {'val_acc':>8} {'params':>10} {'seconds':>8}  error")
+        for r in rows:
+            acc = f"{r['val_acc']:.4f}" if r["val_acc"] is not None else "-"
+            print(f"{r['number']:>4} {r['status']:7} {acc:>8} {r['params'] or '-':>10} "
+                  f"{r['seconds'] or '-':>8}  {r['error'] or ''}")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from nasforge.spaces import get_space
+    from nasforge.storage import StudyStorage
+
+    with StudyStorage.open(args.file) as storage:
+        study = storage.study()
+        space_cfg = study["config"]["space"]
+        space = get_space(space_cfg["name"], **space_cfg.get("settings", {}))
+        width = study["config"]["budget"]["width"]
+        best = storage.best(args.k)
+        if args.json:
+            print(json.dumps([t.to_dict() for t in best], indent=1))
+            return 0
+        for t in best:
+            print(f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params")
+            print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
+        finals = storage.final_runs()
+        if finals:
+            print("final trainings:")
+            for f in finals:
+                acc = f"{f.test_acc:.4f}" if f.test_acc is not None else f.status
+                print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
+                      f"test acc {acc}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nasforge.api import data_dict, train_final
+    from nasforge.config import DataConfig, SearchConfig, load_config
+    from nasforge.evaluation.budget import Budget
+    from nasforge.execution.executors import make_executor
+    from nasforge.execution.runner import Reporter
+    from nasforge.spaces import get_space
+    from nasforge.storage import StudyStorage
+
+    source = Path(args.source)
+    preset = load_config(args.preset) if args.preset else None
+    if source.suffix == ".json":
+        space_settings: dict[str, Any] = {}
+        if preset is not None:
+            space_settings = dict(preset.space.settings)
+        if args.head:
+            space_settings["head"] = args.head
+        space = get_space(args.space or (preset.space.name if preset else "global"), **space_settings)
+        genome = _read_genome(space, args.source)
+        entries = [(None, genome)]
+        storage_path = Path(args.storage or f"studies/train-{source.stem}.db")
+        config = preset or SearchConfig(name=f"train-{source.stem}")
+        if args.data_dir:
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=args.data_dir))
+        if storage_path.exists():
+            storage = StudyStorage.open(storage_path)
+        else:
+            from nasforge.api import provenance
+
+            storage = StudyStorage.create(storage_path, name=config.name, config=config.to_dict(),
+                                          identity=json.loads(json.dumps(config.identity(), default=list)),
+                                          identity_hash=config.identity_hash(),
+                                          provenance=provenance())
+    else:
+        storage = StudyStorage.open(source)
+        study = storage.study()
+        from nasforge.config import config_from_dict
+
+        config = config_from_dict(study["config"], str(source))
+        if args.data_dir:
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=args.data_dir))
+        space = get_space(config.space.name, **config.space.settings)
+        if args.trial is not None:
+            trials = [storage.trial(args.trial)]
+        else:
+            trials = storage.best(args.top or 1)
+        if not trials:
+            raise NasforgeError(f"{source} has no successful trial to train")
+        entries = [(t.number, space.genome_from_dict(t.genome)) for t in trials]
+    base = preset.final.budget if preset is not None and preset.final is not None else (
+        config.final.budget if config.final is not None else Budget(epochs=5, width=config.budget.width))
+    budget = base.replace(**_budget_changes(args))
+    seeds = args.seeds or (preset.final.seeds if preset is not None and preset.final else 1)
+    run_cfg = dataclasses.replace(config.run, workers=args.workers or min(seeds * len(entries), config.run.workers))
+    executor = make_executor(run_cfg)
+    reporter = Reporter()
+    try:
+        reporter.message(f"training {len(entries)} genome(s) x {seeds} seed(s): {budget.epochs} "
+                         f"epoch(s), {budget.optimizer}, width {budget.width}, on the whole training set")
+        results = train_final(storage, space, entries, budget, seeds, data_dict(config), executor,
+                              config.seed, reporter)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        storage.close()
+    for res in results:
+        label = f"trial {res.trial_number}" if res.trial_number is not None else res.description
+        if res.mean is not None:
+            print(f"{label}: test acc {res.mean:.4f} ± {res.std:.4f} over {len(res.test_accs)} seed(s) "
+                  f"{[round(a, 4) for a in res.test_accs]}, {res.params:,} params at width {budget.width}")
+        else:
+            print(f"{label}: failed: {res.failures}")
+    return 0 if all(r.mean is not None for r in results) else 1
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``nasforge`` command."""
+    parser = argparse.ArgumentParser(prog="nasforge", description="Neural architecture search on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"nasforge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="data set tools")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    check = data_sub.add_parser("check", help="verify Fashion-MNIST and print shapes, class counts, checksums")
+    check.add_argument("--data-dir", default=None)
+    check.set_defaults(func=cmd_data_check)
+
+    tn = sub.add_parser("train-net", help="train the built-in baseline CNN under a budget")
+    tn.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist | synthetic | FILE.npz")
+    tn.add_argument("--data-dir", default=None)
+    tn.add_argument("--val-fraction", type=float, default=0.1)
+    tn.add_argument("--seed", type=int, default=None)
+    tn.add_argument("--test", action="store_true", help="also measure test accuracy")
+    tn.add_argument("--json", action="store_true")
+    _add_budget_flags(tn)
+    tn.set_defaults(func=cmd_train_net)
+
+    space = sub.add_parser("space", help="search-space tools")
+    space_sub = space.add_subparsers(dest="space_command", metavar="SUBCOMMAND")
+    sample = space_sub.add_parser("sample", help="print random genomes")
+    sample.add_argument("--space", default="global")
+    sample.add_argument("--n", type=int, default=5)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--width", type=int, default=None)
+    sample.add_argument("--json", action="store_true")
+    sample.set_defaults(func=cmd_space_sample)
+    show = space_sub.add_parser("show", help="print a genome, its parameter count and FLOPs")
+    show.add_argument("file")
+    show.add_argument("--space", default="global")
+    show.add_argument("--width", type=int, default=16)
+    show.add_argument("--input", default="1x28x28")
+    show.add_argument("--classes", type=int, default=10)
+    show.add_argument("--head", default=None, help="gap | remnet")
+    show.add_argument("--merge", default=None, help="merge policy name")
+    show.add_argument("--max-flops-params", type=int, default=50_000_000, help=argparse.SUPPRESS)
+    show.set_defaults(func=cmd_space_show)
+
+    presets = sub.add_parser("presets", help="list presets, or show one")
+    presets.add_argument("action", nargs="?", choices=["show"])
+    presets.add_argument("name", nargs="?")
+    presets.set_defaults(func=cmd_presets)
+
+    search = sub.add_parser("search", help="run (or resume) a search")
+    search.add_argument("config", nargs="?", default="quick", help="preset name or CONFIG.yaml")
+    search.add_argument("--space", default=None)
+    search.add_argument("--strategy", default=None)
+    search.add_argument("--workers", type=int, default=None)
+    search.add_argument("--executor", default=None, help="local | mpi | dask")
+    search.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    search.add_argument("--devices", default=None, help="GPU indices to use, e.g. 0,1")
+    search.add_argument("--storage", default=None, help="study file (default studies/NAME.db)")
+    search.add_argument("--resume", action="store_true")
+    search.add_argument("--force", action="store_true", help="resume even if the study settings changed")
+    search.add_argument("--max-evals", type=int, default=None)
+    search.add_argument("--time-limit", type=float, default=None, help="seconds")
+    search.add_argument("--target", type=float, default=None, help="stop at this validation accuracy")
+    search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--keep-best", type=int, default=None, help="keep weights of the best K")
+    search.add_argument("--data-dir", default=None)
+    search.add_argument("--init-from", default=None, help="STUDY.db or genomes.json to seed the strategy")
+    search.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    search.add_argument("--no-final", action="store_true", help="skip the final training step")
+    search.add_argument("--quiet", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    trials = sub.add_parser("trials", help="list the trials of a study")
+    trials.add_argument("file")
+    fmt = trials.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    trials.set_defaults(func=cmd_trials)
+
+    best = sub.add_parser("best", help="the best trials of a study")
+    best.add_argument("file")
+    best.add_argument("--k", type=int, default=5)
+    best.add_argument("--json", action="store_true")
+    best.set_defaults(func=cmd_best)
+
+    tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file")
+    tr.add_argument("source", help="STUDY.db or GENOME.json")
+    sel = tr.add_mutually_exclusive_group()
+    sel.add_argument("--best", action="store_true", help="the best trial (default)")
+    sel.add_argument("--trial", type=int, default=None)
+    sel.add_argument("--top", type=int, default=None)
+    tr.add_argument("--preset", default=None, help="take the final budget (and space settings) from a preset")
+    tr.add_argument("--seeds", type=int, default=None)
+    tr.add_argument("--workers", type=int, default=None)
+    tr.add_argument("--space", default=None)
+    tr.add_argument("--head", default=None)
+    tr.add_argument("--storage", default=None, help="where to store results of a genome file")
+    tr.add_argument("--data-dir", default=None)
+    _add_budget_flags(tr)
+    tr.set_defaults(func=cmd_train)
+
+    report_commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors are one line on stderr and a non-zero exit."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except NasforgeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nasforge: error: {exc}", file=sys.stderr)
+        from nasforge.execution.executors import ExecutorStartError
+
+        if isinstance(exc, ExecutorStartError):
+            # a hung MPI spawn or Dask connection can leave threads that block a normal exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
+        return 2
+    except KeyboardInterrupt:
+        print("nasforge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # an unexpected bug: one line, traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"nasforge: internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 3

@@ -1,0 +1,322 @@
+"""Search configuration: YAML files and presets, validated on load."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+
+EXECUTORS: tuple[str, ...] = ("local", "mpi", "dask")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where it lives and how validation is split off."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A registered component (space or strategy) by name, with its settings."""
+
+    name: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a search runs; may change freely on resume."""
+
+    max_evals: int = 20
+    time_limit: float | None = None
+    target_accuracy: float | None = None
+    workers: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    devices: tuple[int, ...] | None = None
+    keep_best: int = 3
+    eval_timeout: float | None = None
+    memory_limit_mb: int | None = None
+    grace_period: float = 30.0
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """Final training of the best genomes on the full training set, reported on the test set."""
+
+    top: int = 1
+    seeds: int = 1
+    budget: Budget = field(default_factory=Budget)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search: the study identity plus how it runs."""
+
+    name: str = "search"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    space: ComponentConfig = field(default_factory=lambda: ComponentConfig("global"))
+    strategy: ComponentConfig = field(default_factory=lambda: ComponentConfig("evolution"))
+    budget: Budget = field(default_factory=Budget)
+    run: RunConfig = field(default_factory=RunConfig)
+    final: FinalConfig | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define the study; changing them on resume is refused."""
+        data = dataclasses.asdict(self.data)
+        data.pop("data_dir")
+        return {
+            "data": data,
+            "space": {"name": self.space.name, "settings": dict(self.space.settings)},
+            "strategy": {"name": self.strategy.name, "settings": dict(self.strategy.settings)},
+            "budget": self.budget.to_dict(),
+            "seed": self.seed,
+        }
+
+    def identity_hash(self) -> str:
+        """A stable hash of ``identity()``."""
+        text = json.dumps(self.identity(), sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-ready form that ``config_from_dict`` reads back."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "seed": self.seed,
+            "data": _plain(dataclasses.asdict(self.data)),
+            "space": {"name": self.space.name, "settings": _plain(dict(self.space.settings))},
+            "strategy": {
+                "name": self.strategy.name,
+                "settings": _plain(dict(self.strategy.settings)),
+            },
+            "budget": self.budget.to_dict(),
+            "run": _plain(dataclasses.asdict(self.run)),
+        }
+        if self.final is not None:
+            out["final"] = {
+                "top": self.final.top,
+                "seeds": self.final.seeds,
+                "budget": self.final.budget.to_dict(),
+            }
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_keys(section: str, data: Any, allowed: set[str], source: str) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: '{section}' must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        where = f"{section}.{unknown[0]}" if section else unknown[0]
+        raise ConfigError(
+            f"{source}: unknown key '{where}'; allowed in {section or 'top level'}: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    return dict(data)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+
+
+def _typed(section: str, key: str, value: Any, kind: str, source: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    types = _TYPES[kind]
+    if isinstance(value, bool) and kind != "bool" or not isinstance(value, types):
+        raise ConfigError(
+            f"{source}: '{section}.{key}' must be {kind}{' or null' if optional else ''}, "
+            f"got {value!r}"
+        )
+    return float(value) if kind == "float" else value
+
+
+def _budget(section: str, data: Any, source: str, base: Budget | None = None) -> Budget:
+    raw = _check_keys(section, data, {f.name for f in dataclasses.fields(Budget)}, source)
+    merged = (base or Budget()).to_dict()
+    merged.update(raw)
+    try:
+        return Budget.from_dict(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {section}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {section}: {exc}") from None
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> SearchConfig:
+    """Validate a mapping into a ``SearchConfig``; errors name the key and the source."""
+    top = _check_keys(
+        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final"}, source
+    )
+    name = _typed("config", "name", top.get("name", "search"), "str", source)
+    seed = _typed("config", "seed", top.get("seed", 0), "int", source)
+
+    d = _check_keys("data", top.get("data"), {f.name for f in dataclasses.fields(DataConfig)}, source)
+    normalize = d.get("normalize")
+    if normalize is not None:
+        if (
+            not isinstance(normalize, (list, tuple))
+            or len(normalize) != 2
+            or not all(isinstance(p, (list, tuple)) and p for p in normalize)
+        ):
+            raise ConfigError(f"{source}: 'data.normalize' must be [[means...], [stds...]]")
+        normalize = (tuple(float(v) for v in normalize[0]), tuple(float(v) for v in normalize[1]))
+    data = DataConfig(
+        dataset=_typed("data", "dataset", d.get("dataset", "fashion-mnist"), "str", source),
+        data_dir=_typed("data", "data_dir", d.get("data_dir"), "str", source, optional=True),
+        val_fraction=_typed("data", "val_fraction", d.get("val_fraction", 0.1), "float", source),
+        split_seed=_typed("data", "split_seed", d.get("split_seed", 0), "int", source),
+        normalize=normalize,
+    )
+    if not 0.0 < data.val_fraction < 1.0:
+        raise ConfigError(f"{source}: 'data.val_fraction' must be in (0, 1), got {data.val_fraction}")
+
+    def component(section: str, default: str) -> ComponentConfig:
+        c = _check_keys(section, top.get(section), {"name", "settings"}, source)
+        settings = c.get("settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{source}: '{section}.settings' must be a mapping")
+        return ComponentConfig(
+            _typed(section, "name", c.get("name", default), "str", source), dict(settings)
+        )
+
+    space = component("space", "global")
+    strategy = component("strategy", "evolution")
+    budget = _budget("budget", top.get("budget"), source)
+
+    r = _check_keys("run", top.get("run"), {f.name for f in dataclasses.fields(RunConfig)}, source)
+    devices = r.get("devices")
+    if devices is not None:
+        if isinstance(devices, str):
+            devices = [int(x) for x in devices.split(",") if x.strip()]
+        if not isinstance(devices, (list, tuple)) or not all(isinstance(x, int) for x in devices):
+            raise ConfigError(f"{source}: 'run.devices' must be a list of GPU indices")
+        devices = tuple(devices)
+    run = RunConfig(
+        max_evals=_typed("run", "max_evals", r.get("max_evals", 20), "int", source),
+        time_limit=_typed("run", "time_limit", r.get("time_limit"), "float", source, optional=True),
+        target_accuracy=_typed(
+            "run", "target_accuracy", r.get("target_accuracy"), "float", source, optional=True
+        ),
+        workers=_typed("run", "workers", r.get("workers", 1), "int", source),
+        executor=_typed("run", "executor", r.get("executor", "local"), "str", source),
+        scheduler=_typed("run", "scheduler", r.get("scheduler"), "str", source, optional=True),
+        devices=devices,
+        keep_best=_typed("run", "keep_best", r.get("keep_best", 3), "int", source),
+        eval_timeout=_typed(
+            "run", "eval_timeout", r.get("eval_timeout"), "float", source, optional=True
+        ),
+        memory_limit_mb=_typed(
+            "run", "memory_limit_mb", r.get("memory_limit_mb"), "int", source, optional=True
+        ),
+        grace_period=_typed("run", "grace_period", r.get("grace_period", 30.0), "float", source),
+    )
+    if run.max_evals < 1:
+        raise ConfigError(f"{source}: 'run.max_evals' must be >= 1, got {run.max_evals}")
+    if run.workers < 1:
+        raise ConfigError(f"{source}: 'run.workers' must be >= 1, got {run.workers}")
+    if run.executor not in EXECUTORS:
+        raise ConfigError(
+            f"{source}: unknown executor {run.executor!r}; known: {', '.join(EXECUTORS)}"
+        )
+
+    final = None
+    if top.get("final") is not None:
+        f = _check_keys("final", top["final"], {"top", "seeds", "budget"}, source)
+        final = FinalConfig(
+            top=_typed("final", "top", f.get("top", 1), "int", source),
+            seeds=_typed("final", "seeds", f.get("seeds", 1), "int", source),
+            budget=_budget("final.budget", f.get("budget"), source),
+        )
+    return SearchConfig(
+        name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
+        run=run, final=final,
+    )
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped in the package."""
+    folder = resources.files("nasforge") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of a shipped preset; an unknown name lists the known ones."""
+    if name not in available_presets():
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(available_presets())}")
+    return (resources.files("nasforge") / "presets" / f"{name}.yaml").read_text()
+
+
+def load_yaml(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML into a mapping; a syntax error names the source."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    return dict(raw)
+
+
+def load_config(name_or_path: str) -> SearchConfig:
+    """A preset by name or a YAML file by path, validated."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {name_or_path} not found")
+        return config_from_dict(load_yaml(path.read_text(), str(path)), str(path))
+    text = preset_text(name_or_path)
+    return config_from_dict(load_yaml(text, f"preset {name_or_path}"), f"preset {name_or_path}")
+
+
+def apply_overrides(config: SearchConfig, overrides: list[str]) -> SearchConfig:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars) and re-validate."""
+    raw = copy.deepcopy(config.to_dict())
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value_text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+        node: Any = raw
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        node[parts[-1]] = value
+    return config_from_dict(raw, "--set")

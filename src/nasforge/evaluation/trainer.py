@@ -1,0 +1,316 @@
+"""Train a network on in-memory data under a ``Budget`` and measure it on the validation split.
+
+The loop has no ``DataLoader`` and no per-sample Python: the uint8 images live on the device,
+each step gathers a batch through a seeded permutation, standardises it with one fused
+multiply-add, augments it with batched tensor ops and runs forward/backward/step. A NaN or
+infinite loss ends training with a ``"failed"`` result (never an exception); any other
+exception propagates to the caller, which decides what a crash means.
+
+Reproducibility: ``train`` calls ``set_determinism(budget.seed)`` before it draws any random
+number, and its batch order and augmentation use their own generators seeded from
+``budget.seed``. Weight initialisation happens when the caller builds the model, so callers
+that want the same run twice call ``set_determinism(seed)`` *before* building the model too.
+On CPU the same seed then gives the same curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasforge.data import DataSplits, augment_batch
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+from nasforge.evaluation.metrics import (
+    Normalizer,
+    autocast_context,
+    count_flops,
+    count_params,
+    evaluate_accuracy,
+)
+
+__all__ = ["EpochRecord", "TrainResult", "set_determinism", "train"]
+
+_EVAL_BATCH = 1024
+_DEVICE_CHECK_EVERY = 32
+"""On accelerators the loss is checked for NaN every this many steps (one sync each);
+on CPU every step (a CPU ``.item()`` costs microseconds and needs no sync)."""
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch measured: the mean of its per-step training losses, the validation loss
+    and accuracy after it, and its wall-clock seconds (training steps plus validation)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``train``.
+
+    ``status`` is ``"ok"`` or ``"failed"`` (with ``reason``, e.g. ``"nan loss at epoch 1 step
+    12"``). ``val_acc``/``val_loss`` are the FINAL epoch's values and ``best_val_acc`` the best
+    over epochs; on failure ``val_acc``, ``val_loss`` and ``test_acc`` are None while ``curve``
+    and ``best_val_acc`` keep what the finished epochs measured. ``test_acc`` is set only by
+    ``train(..., evaluate_test=True)`` on success. ``flops`` counts one forward pass on one image
+    (``count_flops``: a multiply-add is 2 FLOPs). ``train_seconds`` is the wall-clock time of
+    the whole ``train`` call; ``images_per_second`` is training images processed per second of
+    training steps (validation and setup excluded). ``epochs_run`` counts the epochs that were
+    completed and validated (a failing epoch is not counted).
+    """
+
+    status: str
+    reason: str | None
+    val_acc: float | None
+    val_loss: float | None
+    best_val_acc: float | None
+    test_acc: float | None
+    curve: list[EpochRecord] = field(default_factory=list)
+    params: int = 0
+    flops: int = 0
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+    epochs_run: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether training finished without a non-finite loss."""
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form; ``curve`` is a list of dicts."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainResult:
+        """Rebuild from ``to_dict`` output; unknown keys are a ``ConfigError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train result key(s) {', '.join(unknown)}")
+        values = dict(data)
+        values["curve"] = [
+            r if isinstance(r, EpochRecord) else EpochRecord(**r) for r in values.get("curve", [])
+        ]
+        return cls(**values)
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and all GPUs).
+
+    Call it before building a model so its initial weights depend only on ``seed``.
+    """
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.Optimizer:
+    """The budget's optimizer over the model's trainable parameters.
+
+    ``momentum`` applies to SGD only (plain, not Nesterov); the other optimizers use PyTorch's
+    defaults apart from the learning rate and weight decay. Where every parameter is a float
+    tensor on CPU or CUDA, SGD/Adam/AdamW use PyTorch's fused kernels and Adamax/RMSprop the
+    multi-tensor ("foreach") ones: the same update rule, one kernel call instead of several per
+    parameter (on CPU PyTorch would otherwise pick the slowest, per-tensor loop).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    lr, wd = budget.learning_rate, float(budget.weight_decay)
+    fast = bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    )
+    fused: dict[str, Any] = {"fused": True} if fast else {}
+    foreach: dict[str, Any] = {"foreach": True} if fast else {}
+    name = budget.optimizer
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(budget.momentum), weight_decay=wd,
+                               nesterov=False, **fused)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
+    if name == "adamax":
+        return torch.optim.Adamax(params, lr=lr, weight_decay=wd, **foreach)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, **foreach)
+    raise ConfigError(f"unknown optimizer {name!r}")
+
+
+def _steps_per_epoch(n: int, batch_size: int, max_steps: int | None) -> int:
+    """Optimizer steps in one epoch over ``n`` images.
+
+    The last, partial batch is kept unless it would hold a single image (batch norm cannot
+    train on one); ``max_steps`` caps the count.
+    """
+    steps = math.ceil(n / batch_size)
+    if steps > 1 and n % batch_size == 1:
+        steps -= 1
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    return steps
+
+
+def _bad_loss_reason(losses: torch.Tensor, first_step: int, epoch: int) -> str | None:
+    """A reason naming the first non-finite value of ``losses`` (steps from ``first_step``)."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return None
+    i = int((~finite).nonzero()[0, 0])
+    kind = "nan" if math.isnan(float(losses[i])) else "inf"
+    return f"{kind} loss at epoch {epoch} step {first_step + i + 1}"
+
+
+def train(
+    model: nn.Module,
+    data: DataSplits,
+    budget: Budget,
+    *,
+    evaluate_test: bool = False,
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` under ``budget``; validate after every epoch.
+
+    The model is moved to ``device`` (and to channels-last memory if the budget asks) in place
+    and is left trained. Training uses ``budget.data_fraction`` of the training split
+    (stratified, seeded by ``budget.seed``); validation always uses the whole validation split;
+    the test split is touched only when ``evaluate_test`` is true. Training stops early after
+    ``budget.patience`` epochs without a better validation accuracy. ``on_epoch`` is called with
+    each epoch's record. A NaN/inf training or validation loss returns a ``"failed"`` result.
+    """
+    started = time.perf_counter()
+    dev = torch.device(device)
+    set_determinism(budget.seed)
+    if budget.data_fraction < 1.0:
+        data = data.subset_train(budget.data_fraction, budget.seed)
+
+    memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
+    model.to(dev)
+    if budget.channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = count_params(model)
+    flops = count_flops(model, data.input_shape)
+
+    train_x = data.train_x.to(dev)
+    train_y = data.train_y.to(dev)
+    val_x, val_y = data.val_x.to(dev), data.val_y.to(dev)
+    normalize = Normalizer(data.mean, data.std, dev)
+    n = int(train_y.shape[0])
+    if n == 0 or len(val_y) == 0:
+        raise ConfigError(f"{data.name}: the {'training' if n == 0 else 'validation'} split is empty")
+    batch_size = min(int(budget.batch_size), n)
+    steps = _steps_per_epoch(n, batch_size, budget.max_steps)
+
+    optimizer = _make_optimizer(model, budget)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    if budget.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=budget.epochs * steps
+        )
+    order_gen = torch.Generator().manual_seed(int(budget.seed))
+    augment_gen = torch.Generator().manual_seed(int(budget.seed) + 1)
+    check_every = 1 if dev.type == "cpu" else _DEVICE_CHECK_EVERY
+    augment = budget.augment
+    loss_fn = nn.functional.cross_entropy
+
+    curve: list[EpochRecord] = []
+    best_acc: float | None = None
+    since_best = 0
+    reason: str | None = None
+    images = 0
+    step_seconds = 0.0
+    losses = torch.zeros(steps, dtype=torch.float32, device=dev)
+
+    for epoch in range(1, budget.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=order_gen).to(dev)
+        checked = 0
+        done = 0
+        for step in range(steps):
+            idx = perm[step * batch_size:(step + 1) * batch_size]
+            xb = normalize(train_x[idx])
+            yb = train_y[idx]
+            if augment != "none":
+                xb = augment_batch(xb, augment, augment_gen)
+            if budget.channels_last:
+                xb = xb.contiguous(memory_format=memory_format)
+            with autocast_context(dev, budget.precision):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
+            losses[step] = loss.detach()
+            if step + 1 - checked >= check_every:
+                reason = _bad_loss_reason(losses[checked:step + 1], checked, epoch)
+                checked = step + 1
+                if reason is not None:
+                    break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            done += 1
+            images += int(idx.shape[0])
+        if reason is None and checked < done:
+            reason = _bad_loss_reason(losses[checked:done], checked, epoch)
+        train_loss = float(losses[:done].double().mean()) if done else float("nan")
+        step_seconds += time.perf_counter() - epoch_start
+        if reason is not None:
+            break
+
+        val_acc, val_loss = evaluate_accuracy(
+            model, val_x, val_y, data.mean, data.std, batch_size=_EVAL_BATCH,
+            precision=budget.precision, channels_last=budget.channels_last,
+        )
+        if not math.isfinite(val_loss):
+            reason = f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at epoch {epoch}"
+            break
+        record = EpochRecord(epoch, train_loss, val_loss, val_acc,
+                             time.perf_counter() - epoch_start)
+        curve.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if best_acc is None or val_acc > best_acc:
+            best_acc, since_best = val_acc, 0
+        else:
+            since_best += 1
+        if budget.patience is not None and since_best >= budget.patience:
+            break
+
+    ips = images / step_seconds if step_seconds > 0 else 0.0
+    if reason is not None:
+        return TrainResult(
+            status="failed", reason=reason, val_acc=None, val_loss=None, best_val_acc=best_acc,
+            test_acc=None, curve=curve, params=params, flops=flops,
+            train_seconds=time.perf_counter() - started, images_per_second=ips,
+            epochs_run=len(curve),
+        )
+    test_acc: float | None = None
+    if evaluate_test:
+        test_acc, _ = evaluate_accuracy(
+            model, data.test_x.to(dev), data.test_y.to(dev), data.mean, data.std,
+            batch_size=_EVAL_BATCH, precision=budget.precision,
+            channels_last=budget.channels_last,
+        )
+    last = curve[-1]
+    return TrainResult(
+        status="ok", reason=None, val_acc=last.val_acc, val_loss=last.val_loss,
+        best_val_acc=best_acc, test_acc=test_acc, curve=curve, params=params, flops=flops,
+        train_seconds=time.perf_counter() - started, images_per_second=ips,
+        epochs_run=len(curve),
+    )

@@ -1,0 +1,400 @@
+"""The steady-state runner: keeps N evaluations in flight and records every trial."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nasforge.config import SearchConfig
+from nasforge.evaluation.budget import Budget
+from nasforge.execution.executors import shutdown_now
+from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
+from nasforge.spaces.base import SearchSpace
+from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
+from nasforge.strategies.base import Observation, Strategy
+
+EvaluateFn = Callable[[EvalTask], dict[str, Any]]
+
+
+def genome_key(space: SearchSpace, genome: Any) -> str:
+    """A stable identity for a genome: sha256 of its canonical JSON form."""
+    data = space.genome_to_dict(space.canonical(genome))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, best trial, wall time, why it stopped."""
+
+    finished: int
+    ok: int
+    failed: int
+    reused: int
+    running_left: int
+    best: TrialRecord | None
+    wall_seconds: float
+    stop_reason: str
+    busy_fraction: float | None = None
+    requeued: int = 0
+
+
+class Reporter:
+    """Progress output: one updating line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: Any = None, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = ""
+
+    def status(self, done: int, total: int, running: int, failed: int, best: float | None,
+               elapsed: float) -> None:
+        """The running tally."""
+        if not self.enabled:
+            return
+        eta = f"{elapsed / done * (total - done):.0f}s" if done else "?"
+        best_text = f"{best:.4f}" if best is not None else "-"
+        line = (
+            f"[{done}/{total}] running {running}  failed {failed}  best val acc {best_text}  "
+            f"elapsed {elapsed:.0f}s  eta {eta}"
+        )
+        if self.live and line != self._last:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        self._last = line
+
+    def trial(self, record: TrialRecord, text: str, done: int, total: int) -> None:
+        """One finished trial."""
+        if not self.enabled:
+            return
+        if record.status == "ok":
+            msg = f"trial {record.number} ok  val acc {record.val_acc:.4f}  params {record.params}  {text}"
+        else:
+            msg = f"trial {record.number} FAILED: {record.error}"
+        prefix = "\r\033[K" if self.live else ""
+        self.stream.write(f"{prefix}[{done}/{total}] {msg}\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """A free-form line."""
+        if self.enabled:
+            prefix = "\r\033[K" if self.live else ""
+            self.stream.write(prefix + text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the live line."""
+        if self.enabled and self.live and self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class _Flight:
+    number: int
+    genome: Any
+    genome_key: str
+    budget: Budget
+    attempt: int
+    submitted: float
+    waiters: list[Any] = field(default_factory=list)
+
+
+def study_logger(storage_path: Path) -> logging.Logger:
+    """A logger writing to the study's log file beside the database."""
+    folder = artifacts_dir(storage_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"nasforge.study.{storage_path.resolve()}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.FileHandler(folder / "search.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+class Runner:
+    """Asks the strategy, submits to the executor, tells results, writes the store.
+
+    Whenever one evaluation ends, the strategy is told and asked again, so every worker stays
+    busy. The runner alone writes the study database.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: SearchConfig,
+        storage: StudyStorage,
+        space: SearchSpace,
+        strategy: Strategy,
+        executor: Executor,
+        evaluate: EvaluateFn = evaluate_task,
+        reporter: Reporter | None = None,
+        max_retries: int = 1,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.space = space
+        self.strategy = strategy
+        self.executor = executor
+        self.evaluate = evaluate
+        self.reporter = reporter or Reporter(enabled=False)
+        self.max_retries = max_retries
+        self.logger = study_logger(storage.path)
+        self.inflight: dict[Future[dict[str, Any]], _Flight] = {}
+        self._stop_requested: float | None = None
+        self._hard_stop = False
+        self.reused = 0
+        self.requeued = 0
+        self.weights_dir = artifacts_dir(storage.path) / "weights"
+
+    # ------------------------------------------------------------- signals
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._stop_requested is None:
+            self._stop_requested = time.time()
+            self.reporter.message(
+                f"interrupt: no new evaluations; waiting up to {self.config.run.grace_period:.0f}s "
+                "for running ones (Ctrl-C again to stop now; they will be re-queued on --resume)"
+            )
+        else:
+            self._hard_stop = True
+
+    # ------------------------------------------------------------ helpers
+    def _data_dict(self) -> dict[str, Any]:
+        d = self.config.data
+        return {
+            "dataset": d.dataset,
+            "data_dir": d.data_dir,
+            "val_fraction": d.val_fraction,
+            "split_seed": d.split_seed,
+            "normalize": [list(d.normalize[0]), list(d.normalize[1])] if d.normalize else None,
+        }
+
+    def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int) -> None:
+        bdict = budget.to_dict()
+        ckpt = None
+        if self.config.run.keep_best > 0:
+            ckpt = str(self.weights_dir / f"trial_{number}.pt")
+        task = EvalTask(
+            trial_number=number,
+            space_name=self.space.name,
+            space_settings=self.space.settings(),
+            genome=self.space.genome_to_dict(genome),
+            budget=bdict,
+            data=self._data_dict(),
+            model_seed=model_seed(self.config.seed, gkey, budget_key(bdict)),
+            checkpoint_path=ckpt,
+            attempt=attempt,
+        )
+        future = self.executor.submit(self.evaluate, task)
+        self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time())
+
+    def _observation(self, record: TrialRecord, genome: Any) -> Observation:
+        return Observation(
+            number=record.number,
+            genome=genome,
+            budget=Budget.from_dict(record.budget),
+            status=record.status,
+            fitness=record.val_acc if record.status == "ok" else None,
+            metrics=record.metrics,
+        )
+
+    def _ask_one(self) -> None:
+        candidate = self.strategy.ask()
+        genome = self.space.canonical(candidate.genome)
+        gkey = genome_key(self.space, genome)
+        bdict = candidate.budget.to_dict()
+        existing = self.storage.find_finished(gkey, bdict)
+        if existing is not None:
+            self.reused += 1
+            self.strategy.tell(self._observation(existing, genome))
+            self.storage.save_strategy_state(self.strategy.state_dict())
+            return
+        for flight in self.inflight.values():
+            if flight.genome_key == gkey and flight.budget == candidate.budget:
+                flight.waiters.append(genome)
+                self.reused += 1
+                return
+        number = self.storage.add_trial(
+            genome_key=gkey,
+            genome=self.space.genome_to_dict(genome),
+            budget=bdict,
+            strategy_state=self.strategy.state_dict(),
+        )
+        self.logger.info("trial %d submitted: %s", number, self.space.describe(genome))
+        self._submit(number, genome, gkey, candidate.budget, attempt=1)
+
+    def _finish(self, future: Future[dict[str, Any]]) -> TrialRecord | None:
+        flight = self.inflight.pop(future)
+        try:
+            result = future.result()
+        except Exception as exc:  # the executor lost the evaluation (a dead worker)
+            if flight.attempt <= self.max_retries and not self._stopping():
+                self.logger.warning("trial %d lost (%s); retrying", flight.number, exc)
+                self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
+                             flight.attempt + 1)
+                self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
+                return None
+            result = {
+                "status": "failed",
+                "error": f"evaluation lost twice: {type(exc).__name__}: {exc}",
+                "started_at": None,
+                "finished_at": time.time(),
+            }
+        if result.get("retry") and flight.attempt <= self.max_retries and not self._stopping():
+            self.logger.warning("trial %d killed (%s); retrying", flight.number, result.get("error"))
+            self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
+                         flight.attempt + 1)
+            self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
+            return None
+        status = result.get("status", "failed")
+        val_acc = result.get("val_acc") if status == "ok" else None
+        record = TrialRecord(
+            number=flight.number, genome_key=flight.genome_key,
+            budget_key=budget_key(flight.budget.to_dict()),
+            genome=self.space.genome_to_dict(flight.genome), budget=flight.budget.to_dict(),
+            status=status, val_acc=val_acc, params=result.get("params"),
+            flops=result.get("flops"), metrics=result.get("metrics") or {},
+            curve=result.get("curve") or [], error=result.get("error"),
+            stderr=result.get("stderr"), worker=result.get("worker"), attempts=flight.attempt,
+            checkpoint=result.get("checkpoint") if status == "ok" else None,
+            submitted_at=flight.submitted, started_at=result.get("started_at"),
+            finished_at=result.get("finished_at") or time.time(),
+        )
+        self.strategy.tell(self._observation(record, flight.genome))
+        for waiter in flight.waiters:
+            self.strategy.tell(self._observation(record, waiter))
+        self.storage.finish_trial(
+            record.number, status=record.status, val_acc=record.val_acc, params=record.params,
+            flops=record.flops, metrics=record.metrics, curve=record.curve, error=record.error,
+            stderr=record.stderr, worker=record.worker, attempts=record.attempts,
+            started_at=record.started_at, finished_at=record.finished_at,
+            checkpoint=record.checkpoint, strategy_state=self.strategy.state_dict(),
+        )
+        if status == "ok":
+            self.logger.info("trial %d ok val_acc=%.4f params=%s", record.number, val_acc or 0.0,
+                             record.params)
+        else:
+            self.logger.warning("trial %d failed: %s", record.number, record.error)
+        self._prune_weights()
+        return record
+
+    def _prune_weights(self) -> None:
+        keep = {t.number for t in self.storage.best(self.config.run.keep_best)}
+        for trial in self.storage.trials("ok"):
+            if trial.checkpoint and trial.number not in keep:
+                try:
+                    os.remove(trial.checkpoint)
+                except FileNotFoundError:
+                    pass
+                self.storage.set_checkpoint(trial.number, None)
+
+    def _stopping(self) -> bool:
+        return self._stop_requested is not None
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> RunSummary:
+        """Run until the requested count, time limit or target is reached, or interrupted."""
+        run_cfg = self.config.run
+        start = time.time()
+        stop_reason = ""
+        previous_handler = None
+        try:
+            previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not in the main thread
+            previous_handler = None
+        try:
+            for record in self.storage.trials("running"):
+                genome = self.space.genome_from_dict(record.genome)
+                self.requeued += 1
+                self.logger.info("trial %d re-queued after an interrupted run", record.number)
+                attempt = self.storage.requeue_trial(record.number)
+                self._submit(record.number, genome, record.genome_key,
+                             Budget.from_dict(record.budget), attempt=attempt)
+            consecutive_reuse = 0
+            stop_reason = ""
+            while True:
+                finished = self.storage.count_finished()
+                best = self.storage.best(1)
+                best_acc = best[0].val_acc if best else None
+                if not stop_reason:
+                    if self._stopping():
+                        stop_reason = "interrupted"
+                    elif (run_cfg.time_limit is not None
+                          and time.time() - start >= run_cfg.time_limit):
+                        stop_reason = "time limit reached"
+                    elif (run_cfg.target_accuracy is not None and best_acc is not None
+                          and best_acc >= run_cfg.target_accuracy):
+                        stop_reason = "target accuracy reached"
+                while (not stop_reason and len(self.inflight) < run_cfg.workers
+                       and finished + len(self.inflight) < run_cfg.max_evals):
+                    before = self.reused
+                    self._ask_one()
+                    if self.reused > before:
+                        consecutive_reuse += 1
+                        if consecutive_reuse > 200:
+                            stop_reason = "the strategy proposes only evaluated genomes"
+                        finished = self.storage.count_finished()
+                    else:
+                        consecutive_reuse = 0
+                self.reporter.status(finished, run_cfg.max_evals, len(self.inflight),
+                                     self.storage.count("failed"), best_acc, time.time() - start)
+                if not self.inflight:
+                    break
+                if self._hard_stop or (
+                    self._stop_requested is not None
+                    and time.time() - self._stop_requested > run_cfg.grace_period
+                ):
+                    stop_reason = "interrupted"
+                    break
+                done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    record = self._finish(future)
+                    if record is not None:
+                        self.reporter.trial(
+                            record, self.space.describe(self.space.genome_from_dict(record.genome),
+                                                        self.config.budget.width),
+                            self.storage.count_finished(), run_cfg.max_evals,
+                        )
+            stop_reason = stop_reason or "max_evals reached"
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+            if self.inflight:
+                shutdown_now(self.executor)
+            self.reporter.close()
+        wall = time.time() - start
+        ok = self.storage.count("ok")
+        failed = self.storage.count("failed")
+        best = self.storage.best(1)
+        summary = RunSummary(
+            finished=ok + failed, ok=ok, failed=failed, reused=self.reused,
+            running_left=self.storage.count("running"), best=best[0] if best else None,
+            wall_seconds=wall, stop_reason=stop_reason, requeued=self.requeued,
+            busy_fraction=busy_fraction(self.storage.trials(), start, start + wall, run_cfg.workers),
+        )
+        self.logger.info("run ended: %s; %d ok, %d failed, %.1fs", stop_reason, ok, failed, wall)
+        return summary
+
+
+def busy_fraction(trials: list[TrialRecord], start: float, end: float, workers: int) -> float | None:
+    """Share of worker-time spent evaluating between ``start`` and ``end``."""
+    span = (end - start) * workers
+    if span <= 0:
+        return None
+    busy = 0.0
+    for t in trials:
+        if t.started_at is None or t.finished_at is None:
+            continue
+        busy += max(0.0, min(t.finished_at, end) - max(t.started_at, start))
+    return min(1.0, busy / span)

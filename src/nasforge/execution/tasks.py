@@ -1,0 +1,150 @@
+"""What travels to a worker (an evaluation task) and what comes back (a result dict).
+
+The worker side builds the network from the genome, loads the data from its own disk and
+trains under the budget. It never touches the study database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import NasforgeError
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One evaluation: a genome of a space, a budget, where the data is, a seed."""
+
+    trial_number: int
+    space_name: str
+    space_settings: dict[str, Any]
+    genome: dict[str, Any]
+    budget: dict[str, Any]
+    data: dict[str, Any]
+    model_seed: int
+    checkpoint_path: str | None = None
+    final: bool = False
+    attempt: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0) -> int:
+    """A seed for weight init and training that depends only on the study seed and the trial."""
+    text = f"{study_seed}:{genome_key}:{budget_key}:{salt}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def worker_name() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_splits(data_items: tuple[tuple[str, Any], ...]) -> Any:
+    from nasforge.data import load_dataset, split_validation
+
+    data = dict(data_items)
+    dataset = load_dataset(data["dataset"], data_dir=data.get("data_dir"))
+    splits = split_validation(dataset, data["val_fraction"], data["split_seed"])
+    normalize = data.get("normalize")
+    if normalize:
+        splits = splits.with_normalization(tuple(normalize[0]), tuple(normalize[1]))
+    return splits
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def load_splits(data: dict[str, Any]) -> Any:
+    """The train/validation/test splits described by a data config dict (cached per process)."""
+    items = tuple(sorted((k, _freeze(v)) for k, v in data.items()))
+    return _cached_splits(items)
+
+
+def final_splits(splits: Any) -> Any:
+    """Splits for final training: train on train+validation (the whole training set) and
+    measure on the test set. Nothing is selected on those per-epoch test figures."""
+    import torch
+
+    return dataclasses.replace(
+        splits,
+        train_x=torch.cat([splits.train_x, splits.val_x]),
+        train_y=torch.cat([splits.train_y, splits.val_y]),
+        val_x=splits.test_x,
+        val_y=splits.test_y,
+    )
+
+
+def evaluate_task(task: EvalTask) -> dict[str, Any]:
+    """Build, train and measure one genome; every failure becomes a failed result dict."""
+    started = time.time()
+    result: dict[str, Any] = {
+        "trial_number": task.trial_number,
+        "worker": worker_name(),
+        "started_at": started,
+        "attempt": task.attempt,
+    }
+    try:
+        import torch
+
+        from nasforge.evaluation.budget import Budget
+        from nasforge.evaluation.metrics import count_flops
+        from nasforge.evaluation.trainer import set_determinism, train
+        from nasforge.spaces import get_space
+
+        space = get_space(task.space_name, **task.space_settings)
+        genome = space.genome_from_dict(task.genome)
+        budget = Budget.from_dict(task.budget)
+        load_started = time.time()
+        splits = load_splits(task.data)
+        if task.final:
+            splits = final_splits(splits)
+        result["data_seconds"] = time.time() - load_started
+        set_determinism(task.model_seed)
+        model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
+        flops = count_flops(model, splits.input_shape)
+        budget = budget.replace(seed=task.model_seed % (2**31))
+        if task.final:
+            budget = budget.replace(patience=None)
+        outcome = train(model, splits, budget)
+        out = outcome.to_dict()
+        out["flops"] = flops
+        result.update(
+            status=outcome.status,
+            error=outcome.reason,
+            val_acc=outcome.val_acc,
+            params=outcome.params,
+            flops=flops,
+            curve=out.pop("curve"),
+            metrics=out,
+        )
+        if task.final:
+            result["test_acc"] = outcome.val_acc
+        if task.checkpoint_path and outcome.status == "ok":
+            Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), task.checkpoint_path)
+            result["checkpoint"] = task.checkpoint_path
+    except NasforgeError as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # any evaluation bug is a failed trial, never a dead search
+        result.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            stderr=traceback.format_exc(limit=20),
+        )
+    result["finished_at"] = time.time()
+    return result

@@ -1,0 +1,357 @@
+"""Export a trained network of a study: TorchScript, ONNX, or a state_dict with its genome.
+
+The weights come from the best final training of the chosen genome when there is one (its
+checkpoint), else from the trial's kept weights. Beside the exported file goes
+``FILE.json``: the genome, the space, the width, the input shape, the class count, the
+normalisation constants and the metrics, so the file can be used without nasforge (TorchScript
+with plain ``torch.jit.load``, ONNX with onnxruntime) and rebuilt with it (state_dict).
+
+Inputs of exported models are float32 [N, C, H, W] images scaled to [0, 1] and standardised
+per channel: ``x = (uint8 / 255 - mean[c]) / std[c]``; outputs are logits [N, classes].
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import ConfigError, DataError, NasforgeError
+from nasforge.storage.sqlite import FinalRunRecord, StudyStorage, TrialRecord, artifacts_dir
+
+EXPORT_FORMATS: tuple[str, ...] = ("torchscript", "onnx", "state_dict")
+META_FORMAT = "nasforge-export/1"
+STATE_DICT_FORMAT = "nasforge-state-dict/1"
+DEFAULT_OPSET = 17
+_TOLERANCE = 1e-4
+
+
+class ExportError(NasforgeError):
+    """A network cannot be exported (no weights, or the exported file does not match)."""
+
+
+@dataclass
+class WeightsSource:
+    """Which genome and which weights an export uses."""
+
+    trial: TrialRecord
+    kind: str  # "final" or "trial"
+    checkpoint: Path
+    width: int
+    budget: dict[str, Any]
+    final: FinalRunRecord | None
+
+
+@dataclass
+class ExportResult:
+    """What ``export_model`` wrote and how closely the written file matches the model."""
+
+    path: Path
+    meta_path: Path
+    meta: dict[str, Any]
+    max_abs_diff: float | None
+
+
+def meta_path_for(path: str | Path) -> Path:
+    """Where the metadata of an exported file goes: ``FILE.json`` beside it."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
+
+
+def resolve_checkpoint(path: str | None, study_path: Path) -> Path | None:
+    """An existing checkpoint file for a stored path: as stored, relative to the study's
+    folder, or by name in the study's artifacts folder (a moved study); None if missing."""
+    if not path:
+        return None
+    p = Path(path)
+    candidates = [p]
+    if not p.is_absolute():
+        candidates.append(study_path.parent / p)
+    candidates.append(artifacts_dir(study_path) / p.name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    folder = artifacts_dir(study_path)
+    if folder.is_dir():
+        for c in folder.rglob(p.name):
+            if c.is_file():
+                return c
+    return None
+
+
+def choose_weights(storage: StudyStorage, trial: int | None = None) -> WeightsSource:
+    """The trial to export (``trial`` or the best by validation accuracy) and its weights:
+    the best ok final run of the same genome with a checkpoint, else the trial's own."""
+    study = storage.study()
+    if trial is not None:
+        record = storage.trial(trial)
+    else:
+        best = storage.best(1)
+        if not best:
+            raise ExportError(f"{storage.path} has no successful trial to export")
+        record = best[0]
+    finals = [
+        f for f in storage.final_runs()
+        if f.genome_key == record.genome_key and f.status == "ok"
+    ]
+    finals.sort(key=lambda f: (f.test_acc if f.test_acc is not None else -1.0, -f.id), reverse=True)
+    for f in finals:
+        ckpt = resolve_checkpoint(f.checkpoint, storage.path)
+        if ckpt is not None:
+            width = int(f.budget.get("width", study["config"]["budget"]["width"]))
+            return WeightsSource(record, "final", ckpt, width, f.budget, f)
+    ckpt = resolve_checkpoint(record.checkpoint, storage.path)
+    if ckpt is not None:
+        width = int(record.budget.get("width", study["config"]["budget"]["width"]))
+        return WeightsSource(record, "trial", ckpt, width, record.budget, None)
+    raise ExportError(
+        f"trial {record.number} has neither final-training weights nor kept search weights "
+        f"(only the best run.keep_best trials keep theirs); train it first with "
+        f"`nasforge train {storage.path} --trial {record.number}`"
+    )
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """A state_dict from a checkpoint file (a bare state_dict or one under "state_dict")."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt file is a user-facing error
+        raise ExportError(f"cannot read weights {path}: {exc}") from None
+    if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ExportError(f"{path} does not hold a state_dict")
+    return data
+
+
+@dataclass
+class LoadedModel:
+    """A study's network rebuilt with its weights, and what an export records about it."""
+
+    model: Any
+    meta: dict[str, Any]
+    example: Any  # a normalised batch of test images
+
+
+def load_study_model(study_path: str | Path, trial: int | None = None,
+                     data_dir: str | None = None) -> LoadedModel:
+    """Rebuild the chosen network of a study with its weights (eval mode) and the metadata
+    an export writes beside it."""
+    import torch
+
+    import nasforge
+    from nasforge.api import data_dict
+    from nasforge.config import config_from_dict
+    from nasforge.data import normalize
+    from nasforge.execution.tasks import load_splits
+    from nasforge.report.draw import genome_text
+    from nasforge.spaces import get_space
+
+    study_path = Path(study_path)
+    with StudyStorage.open(study_path) as storage:
+        study = storage.study()
+        source = choose_weights(storage, trial)
+    config = config_from_dict(study["config"], str(study_path))
+    data = data_dict(config)
+    if data_dir is not None:
+        data["data_dir"] = data_dir
+    try:
+        splits = load_splits(data)
+    except (DataError, ConfigError) as exc:
+        raise ExportError(f"cannot load the study's data set to get its input shape and "
+                          f"normalisation ({exc}); point --data-dir at it") from None
+    space = get_space(config.space.name, **config.space.settings)
+    genome = space.genome_from_dict(source.trial.genome)
+    input_shape = tuple(int(d) for d in splits.input_shape)
+    model = space.build(genome, input_shape, int(splits.num_classes), source.width)
+    state = load_state(source.checkpoint)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ExportError(f"weights {source.checkpoint} do not fit trial {source.trial.number}'s "
+                          f"network at width {source.width}: {first[1] if len(first) > 1 else first[0]}"
+                          ) from None
+    model.eval()
+    example = normalize(splits.test_x[:2], splits.mean, splits.std)
+    metrics: dict[str, Any] = {
+        "val_acc": source.trial.val_acc,
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "flops": source.trial.flops if source.kind == "trial" else None,
+    }
+    if source.final is not None:
+        metrics["test_acc"] = source.final.test_acc
+        metrics["final_seed"] = source.final.seed
+        metrics["final_epochs"] = source.final.budget.get("epochs")
+    meta: dict[str, Any] = {
+        "format": META_FORMAT,
+        "genome": source.trial.genome,
+        "genome_key": source.trial.genome_key,
+        "description": genome_text(space, genome, source.width),
+        "space": {"name": space.name, "settings": space.settings()},
+        "width": source.width,
+        "input_shape": list(input_shape),
+        "num_classes": int(splits.num_classes),
+        "normalize": {"mean": [float(m) for m in splits.mean],
+                      "std": [float(s) for s in splits.std]},
+        "input": {
+            "name": "input", "dtype": "float32", "layout": "NCHW",
+            "preprocess": "x = uint8_image / 255; x[:, c] = (x[:, c] - mean[c]) / std[c]",
+        },
+        "output": {"name": "logits", "shape": ["N", int(splits.num_classes)]},
+        "dataset": data.get("dataset"),
+        "metrics": metrics,
+        "source": {
+            "study": str(study_path.resolve()),
+            "study_name": study["name"],
+            "trial": source.trial.number,
+            "weights": source.kind,
+            "checkpoint": str(source.checkpoint),
+            "budget": source.budget,
+        },
+        "nasforge": str(nasforge.__version__),
+        "torch": str(torch.__version__),
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return LoadedModel(model, meta, example)
+
+
+def _max_diff(a: Any, b: Any) -> float:
+    import numpy as np
+
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def _check_batch(example: Any) -> Any:
+    """A batch of another size than the example (to check the batch axis is dynamic)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    extra = torch.randn((1, *example.shape[1:]), generator=gen)
+    return torch.cat([example, extra])
+
+
+def export_torchscript(model: Any, example: Any, out: Path) -> float:
+    """Trace ``model`` (scripting it when the trace does not generalise over the batch size),
+    save it, reload it and return the largest logit difference to the eager model."""
+    import torch
+
+    check = _check_batch(example)
+    with torch.no_grad():
+        expected = model(check)
+        diffs: list[str] = []
+        for how in ("trace", "script"):
+            try:
+                with warnings.catch_warnings():  # TracerWarnings; jit save/load deprecation
+                    warnings.simplefilter("ignore")
+                    module = (torch.jit.trace(model, example, check_trace=False) if how == "trace"
+                              else torch.jit.script(model))
+                    torch.jit.save(module, str(out))
+                    loaded = torch.jit.load(str(out), map_location="cpu")
+                diff = _max_diff(loaded(check), expected)
+            except Exception as exc:  # noqa: BLE001 - try the other way, then report both
+                diffs.append(f"{how}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                continue
+            if diff < _TOLERANCE:
+                return diff
+            diffs.append(f"{how}: outputs differ by {diff:.3g}")
+    raise ExportError("TorchScript export failed: " + "; ".join(diffs))
+
+
+def export_onnx(model: Any, example: Any, out: Path, opset: int = DEFAULT_OPSET) -> float | None:
+    """Export ``model`` to ONNX (TorchScript-based exporter, dynamic batch axis), then run it
+    with onnxruntime when installed and return the largest logit difference to the eager model
+    (None when onnxruntime is missing; the file is then checked with ``onnx`` if present)."""
+    import torch
+
+    if opset < 17:
+        raise ConfigError(f"ONNX opset must be >= 17, got {opset}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), str(out), dynamo=False, opset_version=opset,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
+    except Exception as exc:  # noqa: BLE001 - an exporter failure is reported in one line
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None
+    check = _check_batch(example)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        try:
+            import onnx
+
+            onnx.checker.check_model(str(out))
+        except ImportError:
+            pass
+        return None
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"input": check.numpy()})[0]
+    with torch.no_grad():
+        diff = _max_diff(got, model(check))
+    if diff >= _TOLERANCE:
+        raise ExportError(f"ONNX export does not match the model (max logit difference {diff:.3g})")
+    return diff
+
+
+def export_model(
+    study_path: str | Path,
+    out: str | Path,
+    fmt: str,
+    trial: int | None = None,
+    data_dir: str | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> ExportResult:
+    """Export trial ``trial`` (default: the best) of a study as ``fmt`` (torchscript, onnx,
+    state_dict) to ``out``, with ``out + ".json"`` holding the metadata."""
+    import torch
+
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    loaded = load_study_model(study_path, trial, data_dir)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(json.dumps(dict(loaded.meta, export_format=fmt, file=out.name)))
+    diff: float | None
+    if fmt == "torchscript":
+        diff = export_torchscript(loaded.model, loaded.example, out)
+    elif fmt == "onnx":
+        diff = export_onnx(loaded.model, loaded.example, out, opset)
+        meta["onnx_opset"] = opset
+    else:
+        torch.save({"format": STATE_DICT_FORMAT, "meta": meta,
+                    "state_dict": loaded.model.state_dict()}, str(out))
+        diff = None
+    meta_path = meta_path_for(out)
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return ExportResult(out, meta_path, meta, diff)
+
+
+def load_state_dict_export(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Rebuild a network written by ``export_model(..., fmt="state_dict")`` with nasforge:
+    (the module in eval mode, its metadata)."""
+    import torch
+
+    from nasforge.spaces import get_space
+
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != STATE_DICT_FORMAT:
+        raise ExportError(f"{path} is not a nasforge state_dict export")
+    meta = data["meta"]
+    space = get_space(meta["space"]["name"], **meta["space"]["settings"])
+    genome = space.genome_from_dict(meta["genome"])
+    model = space.build(genome, tuple(meta["input_shape"]), int(meta["num_classes"]),
+                        int(meta["width"]))
+    model.load_state_dict(data["state_dict"], strict=True)
+    model.eval()
+    return model, meta

@@ -1,0 +1,24 @@
+"""Search spaces: the interface, the registry and the global (REMNet) DAG space.
+
+Importing this package registers the built-in spaces ("global").
+"""
+
+from __future__ import annotations
+
+from nasforge.spaces.base import SearchSpace, available_spaces, get_space, register_space
+from nasforge.spaces.global_dag import GlobalGenome, GlobalSpace, remnet_best_genome
+from nasforge.spaces.merge import MERGE_POLICIES, MergePolicy
+from nasforge.spaces.ops import register_operation
+
+__all__ = [
+    "MERGE_POLICIES",
+    "GlobalGenome",
+    "GlobalSpace",
+    "MergePolicy",
+    "SearchSpace",
+    "available_spaces",
+    "get_space",
+    "register_operation",
+    "register_space",
+    "remnet_best_genome",
+]

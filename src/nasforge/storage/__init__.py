@@ -1,0 +1,11 @@
+"""Study storage."""
+
+from nasforge.storage.sqlite import (
+    FinalRunRecord,
+    StudyStorage,
+    TrialRecord,
+    artifacts_dir,
+    budget_key,
+)
+
+__all__ = ["FinalRunRecord", "StudyStorage", "TrialRecord", "artifacts_dir", "budget_key"]

@@ -1,0 +1,477 @@
+"""One SQLite file per study, written by the runner alone (WAL, one transaction per event)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from nasforge.errors import StorageError
+
+FORMAT = "nasforge-study"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS study (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    identity_json TEXT NOT NULL,
+    identity_hash TEXT NOT NULL,
+    provenance_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    genome_key TEXT NOT NULL,
+    budget_key TEXT NOT NULL,
+    genome_json TEXT NOT NULL,
+    budget_json TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed')),
+    val_acc REAL,
+    params INTEGER,
+    flops INTEGER,
+    metrics_json TEXT,
+    curve_json TEXT,
+    error TEXT,
+    stderr TEXT,
+    worker TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    checkpoint TEXT,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS trials_key ON trials (genome_key, budget_key);
+CREATE TABLE IF NOT EXISTS strategy_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state_json TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS final_runs (
+    id INTEGER PRIMARY KEY,
+    trial_number INTEGER,
+    genome_key TEXT NOT NULL,
+    genome_json TEXT NOT NULL,
+    budget_json TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    val_acc REAL,
+    test_acc REAL,
+    params INTEGER,
+    metrics_json TEXT,
+    checkpoint TEXT,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass
+class TrialRecord:
+    """One stored trial (an evaluation of a genome under a budget)."""
+
+    number: int
+    genome_key: str
+    budget_key: str
+    genome: dict[str, Any]
+    budget: dict[str, Any]
+    status: str
+    val_acc: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    stderr: str | None = None
+    worker: str | None = None
+    attempts: int = 0
+    checkpoint: str | None = None
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True when the trial ended (ok or failed)."""
+        return self.status in ("ok", "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class FinalRunRecord:
+    """One final training of a genome on the full training set, with its test accuracy."""
+
+    id: int
+    trial_number: int | None
+    genome_key: str
+    genome: dict[str, Any]
+    budget: dict[str, Any]
+    seed: int
+    status: str
+    val_acc: float | None
+    test_acc: float | None
+    params: int | None
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    created_at: float
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def budget_key(budget: dict[str, Any]) -> str:
+    """A stable key for a budget mapping."""
+    import hashlib
+
+    return hashlib.sha256(_dumps(budget).encode()).hexdigest()[:16]
+
+
+def _check_is_study(path: Path) -> None:
+    """Refuse, without writing, a file that is not a nasforge study."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        raise StorageError(f"{path} is not a nasforge study database; it was left untouched") from None
+    if row is None or row[0] != FORMAT:
+        raise StorageError(f"{path} is not a nasforge study database; it was left untouched")
+
+
+class StudyStorage:
+    """The study database: study row, trials, strategy state and final runs."""
+
+    def __init__(self, path: str | Path, conn: sqlite3.Connection) -> None:
+        self.path = Path(path)
+        self._conn = conn
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | Path) -> "StudyStorage":
+        """Open an existing study (for reading or resuming)."""
+        path = Path(path)
+        if not path.is_file():
+            raise StorageError(f"study {path} not found")
+        _check_is_study(path)
+        return cls(path, cls._connect(path))
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        name: str,
+        config: dict[str, Any],
+        identity: dict[str, Any],
+        identity_hash: str,
+        provenance: dict[str, Any],
+    ) -> "StudyStorage":
+        """Create a new study file; an existing file is refused."""
+        path = Path(path)
+        if path.exists():
+            raise StorageError(f"{path} already exists; use --resume to continue it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = cls._connect(path)
+        with conn:
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute(
+                "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
+                (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance), time.time()),
+            )
+        return cls(path, conn)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open study {path}: {exc}") from None
+        conn.isolation_level = "DEFERRED"
+        return conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> "StudyStorage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            with self._conn:
+                return self._conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
+
+    # ------------------------------------------------------------------- study
+    def study(self) -> dict[str, Any]:
+        """The study row: name, config, identity, provenance, creation time."""
+        row = self._conn.execute(
+            "SELECT name, config_json, identity_json, identity_hash, provenance_json, created_at "
+            "FROM study WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"{self.path} has no study row")
+        return {
+            "name": row[0],
+            "config": json.loads(row[1]),
+            "identity": json.loads(row[2]),
+            "identity_hash": row[3],
+            "provenance": json.loads(row[4]),
+            "created_at": row[5],
+        }
+
+    def update_config(self, config: dict[str, Any], provenance: dict[str, Any]) -> None:
+        """Record the run settings of a resumed search (identity unchanged)."""
+        self._write(
+            "UPDATE study SET config_json = ?, provenance_json = ? WHERE id = 1",
+            (_dumps(config), _dumps(provenance)),
+        )
+
+    def replace_identity(self, identity: dict[str, Any], identity_hash: str) -> None:
+        """Overwrite the study identity (``--force`` on resume)."""
+        self._write(
+            "UPDATE study SET identity_json = ?, identity_hash = ? WHERE id = 1",
+            (_dumps(identity), identity_hash),
+        )
+
+    # ------------------------------------------------------------------ trials
+    def add_trial(
+        self,
+        *,
+        genome_key: str,
+        genome: dict[str, Any],
+        budget: dict[str, Any],
+        strategy_state: dict[str, Any] | None,
+        worker: str | None = None,
+    ) -> int:
+        """Insert a running trial (and the strategy state after its ask) in one transaction."""
+        now = time.time()
+        try:
+            with self._conn:
+                cur = self._conn.execute(
+                    "INSERT INTO trials (genome_key, budget_key, genome_json, budget_json, status, "
+                    "worker, attempts, submitted_at) VALUES (?, ?, ?, ?, 'running', ?, 1, ?)",
+                    (genome_key, budget_key(budget), _dumps(genome), _dumps(budget), worker, now),
+                )
+                if strategy_state is not None:
+                    self._save_state(strategy_state)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def finish_trial(
+        self,
+        number: int,
+        *,
+        status: str,
+        val_acc: float | None,
+        params: int | None,
+        flops: int | None,
+        metrics: dict[str, Any],
+        curve: list[dict[str, Any]],
+        error: str | None,
+        stderr: str | None,
+        worker: str | None,
+        attempts: int,
+        started_at: float | None,
+        finished_at: float,
+        checkpoint: str | None,
+        strategy_state: dict[str, Any] | None,
+    ) -> None:
+        """Mark a trial ok or failed with its results (and the strategy state after its tell)."""
+        try:
+            with self._conn:
+                self._conn.execute(
+                    "UPDATE trials SET status = ?, val_acc = ?, params = ?, flops = ?, "
+                    "metrics_json = ?, curve_json = ?, error = ?, stderr = ?, worker = ?, "
+                    "attempts = ?, started_at = ?, finished_at = ?, checkpoint = ? WHERE number = ?",
+                    (
+                        status, val_acc, params, flops, _dumps(metrics), _dumps(curve), error,
+                        stderr, worker, attempts, started_at, finished_at, checkpoint, number,
+                    ),
+                )
+                if strategy_state is not None:
+                    self._save_state(strategy_state)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
+
+    def requeue_trial(self, number: int) -> int:
+        """Count one more attempt of a trial left running by an interrupted run; returns it."""
+        self._write("UPDATE trials SET attempts = attempts + 1 WHERE number = ?", (number,))
+        return int(self._conn.execute(
+            "SELECT attempts FROM trials WHERE number = ?", (number,)).fetchone()[0])
+
+    def set_checkpoint(self, number: int, checkpoint: str | None) -> None:
+        """Record (or clear) the kept weights file of a trial."""
+        self._write("UPDATE trials SET checkpoint = ? WHERE number = ?", (checkpoint, number))
+
+    def _row_to_trial(self, row: tuple[Any, ...]) -> TrialRecord:
+        return TrialRecord(
+            number=row[0], genome_key=row[1], budget_key=row[2], genome=json.loads(row[3]),
+            budget=json.loads(row[4]), status=row[5], val_acc=row[6], params=row[7],
+            flops=row[8], metrics=json.loads(row[9]) if row[9] else {},
+            curve=json.loads(row[10]) if row[10] else [], error=row[11], stderr=row[12],
+            worker=row[13], attempts=row[14], checkpoint=row[15], submitted_at=row[16],
+            started_at=row[17], finished_at=row[18],
+        )
+
+    _TRIAL_COLUMNS = (
+        "number, genome_key, budget_key, genome_json, budget_json, status, val_acc, params, flops, "
+        "metrics_json, curve_json, error, stderr, worker, attempts, checkpoint, submitted_at, "
+        "started_at, finished_at"
+    )
+
+    def trials(self, status: str | None = None) -> list[TrialRecord]:
+        """All trials in submission order, optionally of one status."""
+        sql = f"SELECT {self._TRIAL_COLUMNS} FROM trials"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            params = (status,)
+        return [self._row_to_trial(r) for r in self._conn.execute(sql + " ORDER BY number", params)]
+
+    def trial(self, number: int) -> TrialRecord:
+        """One trial by number."""
+        row = self._conn.execute(
+            f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE number = ?", (number,)
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"study {self.path} has no trial {number}")
+        return self._row_to_trial(row)
+
+    def find_finished(self, genome_key: str, budget: dict[str, Any]) -> TrialRecord | None:
+        """The earliest finished trial of this (canonical genome, budget), if any."""
+        row = self._conn.execute(
+            f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE genome_key = ? AND budget_key = ? "
+            "AND status IN ('ok', 'failed') ORDER BY number LIMIT 1",
+            (genome_key, budget_key(budget)),
+        ).fetchone()
+        return self._row_to_trial(row) if row else None
+
+    def count(self, status: str | None = None) -> int:
+        """Number of trials, optionally of one status."""
+        if status is None:
+            return int(self._conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        return int(
+            self._conn.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0]
+        )
+
+    def count_finished(self) -> int:
+        """Number of trials that ended, ok or failed."""
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')"
+            ).fetchone()[0]
+        )
+
+    def best(self, k: int = 1) -> list[TrialRecord]:
+        """The k ok trials with the highest validation accuracy (earliest first on ties)."""
+        rows = self._conn.execute(
+            f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE status = 'ok' AND val_acc IS NOT NULL "
+            "ORDER BY val_acc DESC, number ASC LIMIT ?",
+            (k,),
+        )
+        return [self._row_to_trial(r) for r in rows]
+
+    def iter_ok_genome_keys(self) -> Iterator[str]:
+        """Canonical keys of the ok trials."""
+        for (key,) in self._conn.execute("SELECT genome_key FROM trials WHERE status = 'ok'"):
+            yield key
+
+    # --------------------------------------------------------- strategy state
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self._conn.execute(
+            "INSERT INTO strategy_state (id, state_json, updated_at) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET state_json = excluded.state_json, "
+            "updated_at = excluded.updated_at",
+            (_dumps(state), time.time()),
+        )
+
+    def save_strategy_state(self, state: dict[str, Any]) -> None:
+        """Store the strategy state."""
+        try:
+            with self._conn:
+                self._save_state(state)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
+
+    def strategy_state(self) -> dict[str, Any] | None:
+        """The last stored strategy state, if any."""
+        row = self._conn.execute("SELECT state_json FROM strategy_state WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -------------------------------------------------------------- final runs
+    def add_final_run(
+        self,
+        *,
+        trial_number: int | None,
+        genome_key: str,
+        genome: dict[str, Any],
+        budget: dict[str, Any],
+        seed: int,
+        status: str,
+        val_acc: float | None,
+        test_acc: float | None,
+        params: int | None,
+        metrics: dict[str, Any],
+        checkpoint: str | None,
+    ) -> int:
+        """Store one final training result."""
+        cur = self._write(
+            "INSERT INTO final_runs (trial_number, genome_key, genome_json, budget_json, seed, "
+            "status, val_acc, test_acc, params, metrics_json, checkpoint, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                trial_number, genome_key, _dumps(genome), _dumps(budget), seed, status, val_acc,
+                test_acc, params, _dumps(metrics), checkpoint, time.time(),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def final_runs(self) -> list[FinalRunRecord]:
+        """All final trainings in order."""
+        rows = self._conn.execute(
+            "SELECT id, trial_number, genome_key, genome_json, budget_json, seed, status, val_acc, "
+            "test_acc, params, metrics_json, checkpoint, created_at FROM final_runs ORDER BY id"
+        )
+        return [
+            FinalRunRecord(
+                id=r[0], trial_number=r[1], genome_key=r[2], genome=json.loads(r[3]),
+                budget=json.loads(r[4]), seed=r[5], status=r[6], val_acc=r[7], test_acc=r[8],
+                params=r[9], metrics=json.loads(r[10]) if r[10] else {}, checkpoint=r[11],
+                created_at=r[12],
+            )
+            for r in rows
+        ]
+
+
+def artifacts_dir(study_path: str | Path) -> Path:
+    """The folder beside a study database for its weights and log."""
+    p = Path(study_path)
+    return p.with_name(p.stem + "_files")
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create a folder (and parents) and return it."""
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -1,0 +1,23 @@
+"""Search strategies (ask/tell) and their registry."""
+
+from nasforge.strategies import evolution as _evolution  # noqa: F401  (registers)
+from nasforge.strategies import random_search as _random  # noqa: F401  (registers)
+from nasforge.strategies.base import (
+    Candidate,
+    Observation,
+    Problem,
+    Strategy,
+    available_strategies,
+    get_strategy,
+    register_strategy,
+)
+
+__all__ = [
+    "Candidate",
+    "Observation",
+    "Problem",
+    "Strategy",
+    "available_strategies",
+    "get_strategy",
+    "register_strategy",
+]

@@ -1,0 +1,161 @@
+"""The ask/tell strategy interface and the registry of strategies."""
+
+from __future__ import annotations
+
+import abc
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from nasforge.errors import ConfigError, GenomeError
+from nasforge.evaluation.budget import Budget
+from nasforge.spaces.base import SearchSpace
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a network must fit: input shape (C, H, W) and number of classes."""
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a strategy asks to evaluate: a genome under a budget."""
+
+    genome: Any
+    budget: Budget
+
+
+@dataclass
+class Observation:
+    """A finished evaluation told to a strategy. ``fitness`` is None for failed ones."""
+
+    number: int
+    genome: Any
+    budget: Budget
+    status: str
+    fitness: float | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def rng_state(rng: random.Random) -> list[Any]:
+    """A JSON-ready form of a ``random.Random`` state."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: list[Any]) -> None:
+    """Restore a state made by ``rng_state``."""
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+class Strategy(abc.ABC):
+    """Proposes candidates (``ask``) and learns from results (``tell``); resumable by state.
+
+    ``requires`` names the space capabilities the strategy needs; it is refused otherwise.
+    """
+
+    name: ClassVar[str] = "base"
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, space: SearchSpace, budget: Budget, problem: Problem, seed: int) -> None:
+        missing = self.requires - space.capabilities
+        if missing:
+            raise ConfigError(
+                f"strategy {self.name!r} needs space capabilities {sorted(missing)} "
+                f"that space {space.name!r} lacks"
+            )
+        self.space = space
+        self.budget = budget
+        self.problem = problem
+        self.rng = random.Random(seed)
+
+    @abc.abstractmethod
+    def ask(self) -> Candidate:
+        """The next candidate to evaluate."""
+
+    @abc.abstractmethod
+    def tell(self, observation: Observation) -> None:
+        """Learn from a finished evaluation of an earlier ``ask``."""
+
+    def warm_start(self, genomes: list[Any]) -> None:
+        """Seed the strategy with known genomes (evaluated first)."""
+        raise ConfigError(f"strategy {self.name!r} does not support warm starts")
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-ready state to resume from."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state made by ``state_dict``."""
+        set_rng_state(self.rng, state["rng"])
+
+    # ----------------------------------------------------------- helpers
+    def is_valid(self, genome: Any) -> bool:
+        """Whether the genome is valid for the space and this budget's width and limits."""
+        validate_for = getattr(self.space, "validate_for", None)
+        if validate_for is not None:
+            reasons = validate_for(
+                genome, self.problem.input_shape, self.problem.num_classes, self.budget.width
+            )
+        else:
+            reasons = self.space.validate(genome)
+        return not reasons
+
+    def sample_valid(self, tries: int = 200) -> Any:
+        """A random genome valid for this budget."""
+        for _ in range(tries):
+            genome = self.space.sample(self.rng)
+            if self.is_valid(genome):
+                return genome
+        raise GenomeError(
+            f"space {self.space.name!r} gave no valid genome in {tries} samples; "
+            "loosen max_params/max_nodes"
+        )
+
+    def mutate_valid(self, genome: Any, tries: int = 50) -> Any:
+        """A valid mutation of ``genome``; falls back to a fresh sample."""
+        for _ in range(tries):
+            child = self.space.mutate(genome, self.rng)
+            if self.is_valid(child):
+                return child
+        return self.sample_valid()
+
+
+StrategyFactory = Callable[..., Strategy]
+_STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator registering a strategy under ``name``."""
+
+    def decorator(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        _STRATEGIES[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_strategies() -> list[str]:
+    """Names of the registered strategies."""
+    return sorted(_STRATEGIES)
+
+
+def get_strategy(
+    name: str,
+    space: SearchSpace,
+    budget: Budget,
+    problem: Problem,
+    seed: int,
+    **settings: Any,
+) -> Strategy:
+    """Instantiate a registered strategy; an unknown name lists the known ones."""
+    if name not in _STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(available_strategies())}")
+    try:
+        return _STRATEGIES[name](space, budget, problem, seed, **settings)
+    except TypeError as exc:
+        raise ConfigError(f"bad settings for strategy {name!r}: {exc}") from None

@@ -1,0 +1,80 @@
+"""Regularized (aging) evolution (Real et al., 2019), as used by REMNet."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+from nasforge.spaces.base import SearchSpace
+from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
+
+
+@register_strategy("evolution")
+class RegularizedEvolution(Strategy):
+    """Tournament selection with replacement, one mutation per child, the oldest member dies.
+
+    The first ``population`` asks are random samples (or warm-start genomes). Afterwards each
+    ask draws ``sample`` members with replacement, mutates the fittest and evaluates the child;
+    every successful child joins the population and, above ``population`` members, the oldest
+    is removed. Failed evaluations never join.
+    """
+
+    requires = frozenset({"mutate"})
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        budget: Budget,
+        problem: Problem,
+        seed: int,
+        population: int = 100,
+        sample: int = 25,
+    ) -> None:
+        super().__init__(space, budget, problem, seed)
+        if population < 1 or sample < 1:
+            raise ConfigError("evolution: population and sample must be >= 1")
+        self.population_size = population
+        self.sample_size = sample
+        self.population: deque[tuple[Any, float]] = deque()
+        self.initial_asked = 0
+        self._seeds: list[Any] = []
+
+    def ask(self) -> Candidate:
+        if self.initial_asked < self.population_size or not self.population:
+            self.initial_asked += 1
+            if self._seeds:
+                return Candidate(self._seeds.pop(0), self.budget)
+            return Candidate(self.sample_valid(), self.budget)
+        members = list(self.population)
+        contenders = [self.rng.choice(members) for _ in range(self.sample_size)]
+        parent = max(contenders, key=lambda m: m[1])[0]
+        return Candidate(self.mutate_valid(parent), self.budget)
+
+    def tell(self, observation: Observation) -> None:
+        if observation.status != "ok" or observation.fitness is None:
+            return
+        self.population.append((observation.genome, float(observation.fitness)))
+        while len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def warm_start(self, genomes: list[Any]) -> None:
+        self._seeds.extend(g for g in genomes if self.is_valid(g))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            population=[[self.space.genome_to_dict(g), f] for g, f in self.population],
+            initial_asked=self.initial_asked,
+            seeds=[self.space.genome_to_dict(g) for g in self._seeds],
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = deque(
+            (self.space.genome_from_dict(g), float(f)) for g, f in state["population"]
+        )
+        self.initial_asked = int(state["initial_asked"])
+        self._seeds = [self.space.genome_from_dict(g) for g in state.get("seeds", [])]

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_config_dict
+from nasforge.api import Search
+from nasforge.config import config_from_dict
+from nasforge.errors import ConfigError, StorageError
+from nasforge.execution.isolation import IsolatedEvaluate
+from nasforge.execution.runner import Runner
+from nasforge.storage import StudyStorage
+
+
+def _keys_and_accs(path: Path) -> list[tuple[str, float | None]]:
+    with StudyStorage.open(path) as store:
+        return [(t.genome_key, t.val_acc) for t in store.trials()]
+
+
+@pytest.mark.timeout(180)
+def test_search_runs_records_and_keeps_best_weights(tmp_path, tiny_config) -> None:
+    db = tmp_path / "s.db"
+    search = Search(tiny_config, db)
+    summary = search.run()
+    search.close()
+    assert summary.finished == 8 and summary.running_left == 0
+    assert summary.best is not None and 0.0 <= summary.best.val_acc <= 1.0
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+        assert len(trials) == 8
+        assert all(t.status in ("ok", "failed") for t in trials)
+        ok = [t for t in trials if t.status == "ok"]
+        assert ok and all(t.curve and t.params and t.flops for t in ok)
+        # canonical genomes are never trained twice under the same budget
+        assert len({t.genome_key for t in trials}) == len(trials)
+        kept = [t for t in trials if t.checkpoint]
+        assert 1 <= len(kept) <= 2
+        assert all(Path(t.checkpoint).is_file() for t in kept)
+        study = store.study()
+        assert study["provenance"]["torch"] and study["identity"]["seed"] == 0
+        assert store.strategy_state() is not None
+    weights = list((tmp_path / "s_files" / "weights").glob("*.pt"))
+    assert len(weights) == len(kept)
+    assert (tmp_path / "s_files" / "search.log").read_text().count("submitted") == 8
+
+
+@pytest.mark.timeout(240)
+def test_same_seed_one_worker_same_trajectory(tmp_path) -> None:
+    cfg = config_from_dict(tiny_config_dict(run={"workers": 1, "max_evals": 6}), "t")
+    runs = []
+    for name in ("a.db", "b.db"):
+        search = Search(cfg, tmp_path / name)
+        search.run()
+        search.close()
+        runs.append(_keys_and_accs(tmp_path / name))
+    assert runs[0] == runs[1]
+    other = config_from_dict(tiny_config_dict(seed=1, run={"workers": 1, "max_evals": 6}), "t")
+    search = Search(other, tmp_path / "c.db")
+    search.run()
+    search.close()
+    assert _keys_and_accs(tmp_path / "c.db") != runs[0]
+
+
+def test_resume_refuses_another_study_unless_forced(tmp_path, tiny_config) -> None:
+    db = tmp_path / "s.db"
+    Search(tiny_config, db).close()
+    changed = config_from_dict(tiny_config_dict(budget={"epochs": 2}), "t")
+    before = db.read_bytes()
+    with pytest.raises(StorageError, match=r"another study.*budget\.epochs"):
+        Search(changed, db, resume=True)
+    assert db.read_bytes() == before
+    with pytest.raises(StorageError, match="already exists"):
+        Search(tiny_config, db)
+    # how it runs may change freely
+    more = config_from_dict(tiny_config_dict(run={"max_evals": 20, "workers": 1}), "t")
+    Search(more, db, resume=True).close()
+    Search(changed, db, resume=True, force=True).close()
+
+
+def test_unknown_names_list_known_ones(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="known: .*evolution.*random"):
+        Search(config_from_dict(tiny_config_dict(strategy={"name": "nope"}), "t"), tmp_path / "x.db")
+    with pytest.raises(ConfigError, match="known: .*global"):
+        Search(config_from_dict(tiny_config_dict(space={"name": "nope"}), "t"), tmp_path / "y.db")
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.timeout(120)
+def test_duplicates_are_reused_not_retrained(tmp_path) -> None:
+    cfg = config_from_dict(tiny_config_dict(
+        strategy={"name": "random", "settings": {}},
+        space={"name": "global", "settings": {"max_nodes": 6, "head": "gap",
+                                             "initial_mutations": 1,
+                                             "operations": ["maxpool2", "avgpool2"]}},
+        run={"max_evals": 4, "workers": 1},
+    ), "t")
+    search = Search(cfg, tmp_path / "d.db")
+    summary = search.run()
+    search.close()
+    # this space holds two networks (in -> maxpool2 -> out, in -> avgpool2 -> out): each is
+    # trained once, every later proposal reuses a stored result, and the search stops cleanly
+    assert summary.reused > 0
+    keys = [k for k, _ in _keys_and_accs(tmp_path / "d.db")]
+    assert len(keys) == len(set(keys)) == 2
+    assert summary.stop_reason == "the strategy proposes only evaluated genomes"
+
+
+def _raise_for_odd(task):
+    if task.trial_number % 2:
+        raise RuntimeError(f"boom in trial {task.trial_number}")
+    from nasforge.execution.tasks import evaluate_task
+
+    return evaluate_task(task)
+
+
+@pytest.mark.timeout(120)
+def test_an_evaluation_that_raises_is_stored_failed_and_search_goes_on(tmp_path, tiny_config) -> None:
+    db = tmp_path / "f.db"
+    search = Search(tiny_config, db)
+    runner = Runner(config=tiny_config, storage=search.storage, space=search.space,
+                    strategy=search.strategy, executor=ThreadPoolExecutor(2),
+                    evaluate=IsolatedEvaluate(evaluate=_raise_for_odd))
+    summary = runner.run()
+    search.close()
+    assert summary.finished == 8
+    with StudyStorage.open(db) as store:
+        failed = store.trials("failed")
+        assert failed and all("boom in trial" in t.error for t in failed)
+        assert all(t.number % 2 for t in failed)
+        assert all("RuntimeError" in (t.stderr or "") for t in failed)
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_runner_then_resume_loses_nothing(tmp_path) -> None:
+    cfg_path = tmp_path / "kill.yaml"
+    raw = tiny_config_dict(run={"max_evals": 12, "workers": 2},
+                           budget={"max_steps": 10, "epochs": 2, "width": 8})
+    cfg_path.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "k.db"
+    cmd = [sys.executable, "-m", "nasforge", "search", str(cfg_path), "--storage", str(db),
+           "--quiet"]
+    rng = random.Random(0)
+    snapshots: dict[int, tuple] = {}
+    interrupted_mid_search = 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for kill_round in range(3):
+        args = cmd + (["--resume"] if db.exists() else [])
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        time.sleep(rng.uniform(6.0, 12.0))
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers die at once
+        proc.wait()
+        if not db.exists():
+            continue
+        with StudyStorage.open(db) as store:
+            if store.count("running") and store.count_finished() < 12:
+                interrupted_mid_search += 1
+            for t in store.trials():
+                if t.finished:
+                    if t.number in snapshots:
+                        assert snapshots[t.number] == (t.status, t.val_acc, t.finished_at)
+                    snapshots[t.number] = (t.status, t.val_acc, t.finished_at)
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+        assert store.count_finished() == 12
+        assert store.count("running") == 0
+        for t in trials:
+            if t.number in snapshots:  # finished before a kill: never trained again, never lost
+                assert snapshots[t.number] == (t.status, t.val_acc, t.finished_at)
+        assert len({t.genome_key for t in trials}) == len(trials)
+        assert any(t.attempts > 1 for t in trials)  # some evaluation was re-queued
+    assert interrupted_mid_search >= 2 and snapshots

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from nasforge.errors import StorageError
+from nasforge.storage import StudyStorage
+
+
+def _create(path):
+    return StudyStorage.create(
+        path, name="t", config={"a": 1}, identity={"seed": 0}, identity_hash="abc",
+        provenance={"torch": "x"},
+    )
+
+
+def test_trial_lifecycle(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    with _create(path) as store:
+        n = store.add_trial(genome_key="g1", genome={"x": 1}, budget={"epochs": 1},
+                            strategy_state={"step": 1})
+        assert store.trial(n).status == "running"
+        assert store.count_finished() == 0
+        store.finish_trial(n, status="ok", val_acc=0.5, params=10, flops=20, metrics={"m": 1},
+                           curve=[{"epoch": 1}], error=None, stderr=None, worker="w",
+                           attempts=1, started_at=1.0, finished_at=2.0, checkpoint=None,
+                           strategy_state={"step": 2})
+        assert store.strategy_state() == {"step": 2}
+        assert store.find_finished("g1", {"epochs": 1}).number == n
+        assert store.find_finished("g1", {"epochs": 2}) is None
+        assert store.best(1)[0].val_acc == 0.5
+    # reopen: everything is still there
+    with StudyStorage.open(path) as store:
+        t = store.trial(n)
+        assert (t.status, t.val_acc, t.curve, t.worker) == ("ok", 0.5, [{"epoch": 1}], "w")
+        assert store.study()["config"] == {"a": 1}
+
+
+def test_foreign_files_are_refused_untouched(tmp_path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_bytes(b"hello, not a database\n" * 10)
+    before = text.read_bytes()
+    with pytest.raises(StorageError, match="not a nasforge study"):
+        StudyStorage.open(text)
+    assert text.read_bytes() == before
+
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE x (a)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(StorageError, match="not a nasforge study"):
+        StudyStorage.open(other)
+    assert other.read_bytes() == before
+
+
+def test_create_refuses_existing(tmp_path) -> None:
+    path = tmp_path / "s.db"
+    _create(path).close()
+    with pytest.raises(StorageError, match="already exists"):
+        _create(path)
