@@ -169,7 +169,10 @@ def cmd_space_show(args: argparse.Namespace) -> int:
     genome = _read_genome(space, args.file)
     shape = _parse_input(args.input)
     reasons = space.validate(genome)
-    print(space.describe(genome, args.width))
+    try:
+        print(space.describe(genome, args.width, input_shape=shape))
+    except TypeError:  # a space whose text form does not know input shapes
+        print(space.describe(genome, args.width))
     if reasons:
         print("invalid: " + "; ".join(reasons))
         return 1
@@ -265,6 +268,10 @@ def cmd_search(args: argparse.Namespace) -> int:
                     f"{config.final.budget.epochs} epoch(s) at width {config.final.budget.width}, "
                     f"{config.final.seeds} seed(s)"
                 )
+                # a fresh pool sized to the final runs, so a single run gets every core
+                executor.shutdown(wait=True, cancel_futures=True)
+                final_workers = max(1, min(config.run.workers, len(entries) * config.final.seeds))
+                executor = make_executor(dataclasses.replace(config.run, workers=final_workers))
                 results = train_final(search.storage, search.space, entries, config.final.budget,
                                       config.final.seeds, data_dict(config), executor,
                                       config.seed, reporter)
