@@ -259,3 +259,22 @@ def test_empty_validation_split_is_a_config_error(splits: DataSplits) -> None:
     empty = dataclasses.replace(splits, val_x=splits.val_x[:0], val_y=splits.val_y[:0])
     with pytest.raises(ConfigError, match="validation split is empty"):
         _fit(empty, Budget(epochs=1, batch_size=32, max_steps=1), model=TinyNet)
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_loss_tracker_names_first_bad_step(deferred: bool) -> None:
+    from nasforge.evaluation.trainer import _DEVICE_CHECK_EVERY, _LossTracker
+
+    steps = _DEVICE_CHECK_EVERY + 10
+    tracker = _LossTracker(steps, torch.device("cpu"), deferred=deferred)
+    tracker.start_epoch()
+    reasons = [tracker.record(torch.tensor(1.0), epoch=2) for _ in range(5)]
+    reasons += [tracker.record(torch.tensor(float("inf")), epoch=2)]
+    reasons += [tracker.record(torch.tensor(float("nan")), epoch=2) for _ in range(3)]
+    found = [r for r in reasons if r is not None] + [tracker.flush(epoch=2)]
+    assert found[0] == "inf loss at epoch 2 step 6"
+    tracker.start_epoch()
+    for value in (1.0, 2.0, 4.0):
+        assert tracker.record(torch.tensor(value), epoch=3) is None
+    assert tracker.flush(epoch=3) is None
+    assert tracker.mean(3) == pytest.approx(7.0 / 3)

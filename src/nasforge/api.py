@@ -171,6 +171,11 @@ class Search:
             config.strategy.name, self.space, config.budget, self.problem, config.seed,
             **config.strategy.settings,
         )
+        if config.prefilter:
+            from nasforge.strategies.prefilter import wrap_strategy
+
+            self.strategy = wrap_strategy(self.strategy, config.prefilter, data_dict(config),
+                                          config.seed)
         self.storage = open_study(storage_path, config, resume=resume, force=force)
         state = self.storage.strategy_state()
         if state is not None:

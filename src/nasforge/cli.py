@@ -222,6 +222,8 @@ def _search_config(args: argparse.Namespace) -> Any:
         overrides.insert(0, "space.settings={}")
     if args.strategy and args.strategy != config.strategy.name:
         overrides.insert(0, "strategy.settings={}")
+    if getattr(args, "prefilter", None):
+        overrides.append(f"prefilter={args.prefilter}")
     return apply_overrides(config, overrides) if overrides else config
 
 
@@ -492,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", default=None)
     search.add_argument("--init-from", default=None, help="STUDY.db or genomes.json to seed the strategy")
     search.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    search.add_argument("--prefilter", default=None, metavar="PROXY:M[:K]",
+                        help="train only the best K (default 1) of every M proposals by a zero-cost proxy")
     search.add_argument("--no-final", action="store_true", help="skip the final training step")
     search.add_argument("--quiet", action="store_true")
     search.set_defaults(func=cmd_search)
@@ -526,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     report_commands.register(sub)
+    from nasforge.studies import commands as study_commands
+
+    study_commands.register(sub)
     return parser
 
 

@@ -76,6 +76,7 @@ class SearchConfig:
     budget: Budget = field(default_factory=Budget)
     run: RunConfig = field(default_factory=RunConfig)
     final: FinalConfig | None = None
+    prefilter: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the study; changing them on resume is refused."""
@@ -87,6 +88,7 @@ class SearchConfig:
             "strategy": {"name": self.strategy.name, "settings": dict(self.strategy.settings)},
             "budget": self.budget.to_dict(),
             "seed": self.seed,
+            "prefilter": self.prefilter,
         }
 
     def identity_hash(self) -> str:
@@ -107,6 +109,7 @@ class SearchConfig:
             },
             "budget": self.budget.to_dict(),
             "run": _plain(dataclasses.asdict(self.run)),
+            "prefilter": self.prefilter,
         }
         if self.final is not None:
             out["final"] = {
@@ -175,7 +178,7 @@ def _budget(section: str, data: Any, source: str, base: Budget | None = None) ->
 def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> SearchConfig:
     """Validate a mapping into a ``SearchConfig``; errors name the key and the source."""
     top = _check_keys(
-        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final"}, source
+        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter"}, source
     )
     name = _typed("config", "name", top.get("name", "search"), "str", source)
     seed = _typed("config", "seed", top.get("seed", 0), "int", source)
@@ -257,9 +260,14 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             seeds=_typed("final", "seeds", f.get("seeds", 1), "int", source),
             budget=_budget("final.budget", f.get("budget"), source),
         )
+    prefilter = top.get("prefilter")
+    if prefilter is not None:
+        from nasforge.strategies.prefilter import parse_prefilter
+
+        prefilter = str(parse_prefilter(prefilter, f"{source}: prefilter"))
     return SearchConfig(
         name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
-        run=run, final=final,
+        run=run, final=final, prefilter=prefilter,
     )
 
 

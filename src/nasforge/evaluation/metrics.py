@@ -64,10 +64,11 @@ class Normalizer:
         self.shift = (-m / s).float().view(1, -1, 1, 1).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Float32 standardised copy of uint8 images [N, C, H, W]."""
+        """Float32 standardised copy of uint8 (or float, 0-255 scale) images [N, C, H, W]."""
         if x.shape[1] != self.channels:
             raise ValueError(f"images have {x.shape[1]} channels, normalisation has {self.channels}")
-        return torch.addcmul(self.shift, x.float(), self.scale)
+        # one kernel: addcmul promotes the uint8 operand to float32 as it reads it
+        return torch.addcmul(self.shift, x, self.scale)
 
 
 def autocast_context(device: torch.device, precision: str) -> ContextManager[object]:

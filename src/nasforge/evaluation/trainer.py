@@ -42,8 +42,7 @@ __all__ = ["EpochRecord", "TrainResult", "set_determinism", "train"]
 
 _EVAL_BATCH = 1024
 _DEVICE_CHECK_EVERY = 32
-"""On accelerators the loss is checked for NaN every this many steps (one sync each);
-on CPU every step (a CPU ``.item()`` costs microseconds and needs no sync)."""
+"""On accelerators the loss is checked for NaN every this many steps (one sync each)."""
 
 
 @dataclass
@@ -165,14 +164,70 @@ def _steps_per_epoch(n: int, batch_size: int, max_steps: int | None) -> int:
     return steps
 
 
-def _bad_loss_reason(losses: torch.Tensor, first_step: int, epoch: int) -> str | None:
-    """A reason naming the first non-finite value of ``losses`` (steps from ``first_step``)."""
-    finite = torch.isfinite(losses)
-    if bool(finite.all()):
+class _LossTracker:
+    """Per-step training losses of one epoch, checked for NaN/inf without stalling the device.
+
+    On CPU each loss is read at once (``.item()`` costs microseconds there and syncs nothing).
+    On an accelerator (or with ``deferred=True``) the losses are written into a device buffer
+    and checked every ``_DEVICE_CHECK_EVERY`` steps and at ``flush``, so the host waits for the
+    device only that often; the first bad step is still named exactly.
+    """
+
+    def __init__(self, steps: int, device: torch.device, deferred: bool | None = None) -> None:
+        self.on_cpu = device.type == "cpu" if deferred is None else not deferred
+        self.values: list[float] = []
+        self.buffer = None if self.on_cpu else torch.zeros(steps, device=device)
+        self.count = 0
+        self.checked = 0
+
+    def start_epoch(self) -> None:
+        """Forget the previous epoch's losses."""
+        self.values.clear()
+        self.count = 0
+        self.checked = 0
+
+    def record(self, loss: torch.Tensor, epoch: int) -> str | None:
+        """Add one step's loss; a reason (``"nan loss at epoch E step S"``) if a checked one is
+        not finite."""
+        if self.on_cpu:
+            value = loss.item()
+            self.values.append(value)
+            self.count += 1
+            self.checked = self.count
+            return None if math.isfinite(value) else self._reason(value, epoch, self.count)
+        assert self.buffer is not None
+        self.buffer[self.count] = loss.detach()
+        self.count += 1
+        if self.count - self.checked >= _DEVICE_CHECK_EVERY:
+            return self.flush(epoch)
         return None
-    i = int((~finite).nonzero()[0, 0])
-    kind = "nan" if math.isnan(float(losses[i])) else "inf"
-    return f"{kind} loss at epoch {epoch} step {first_step + i + 1}"
+
+    def flush(self, epoch: int) -> str | None:
+        """Check the steps recorded since the last check (deferred mode only)."""
+        if self.on_cpu or self.checked == self.count:
+            return None
+        assert self.buffer is not None
+        pending = self.buffer[self.checked:self.count]
+        finite = torch.isfinite(pending)
+        start = self.checked
+        self.checked = self.count
+        if bool(finite.all()):
+            return None
+        i = int((~finite).nonzero()[0, 0])
+        return self._reason(float(pending[i]), epoch, start + i + 1)
+
+    def mean(self, steps: int) -> float:
+        """Mean loss over the epoch's first ``steps`` steps (NaN for none)."""
+        if steps == 0:
+            return float("nan")
+        if self.on_cpu:
+            return math.fsum(self.values[:steps]) / steps
+        assert self.buffer is not None
+        return float(self.buffer[:steps].double().mean())
+
+    @staticmethod
+    def _reason(value: float, epoch: int, step: int) -> str:
+        return f"{'nan' if math.isnan(value) else 'inf'} loss at epoch {epoch} step {step}"
 
 
 def train(
@@ -224,7 +279,6 @@ def train(
         )
     order_gen = torch.Generator().manual_seed(int(budget.seed))
     augment_gen = torch.Generator().manual_seed(int(budget.seed) + 1)
-    check_every = 1 if dev.type == "cpu" else _DEVICE_CHECK_EVERY
     augment = budget.augment
     loss_fn = nn.functional.cross_entropy
 
@@ -234,13 +288,13 @@ def train(
     reason: str | None = None
     images = 0
     step_seconds = 0.0
-    losses = torch.zeros(steps, dtype=torch.float32, device=dev)
+    tracker = _LossTracker(steps, dev)
 
     for epoch in range(1, budget.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
+        tracker.start_epoch()
         perm = torch.randperm(n, generator=order_gen).to(dev)
-        checked = 0
         done = 0
         for step in range(steps):
             idx = perm[step * batch_size:(step + 1) * batch_size]
@@ -253,12 +307,9 @@ def train(
             with autocast_context(dev, budget.precision):
                 logits = model(xb)
             loss = loss_fn(logits.float(), yb)
-            losses[step] = loss.detach()
-            if step + 1 - checked >= check_every:
-                reason = _bad_loss_reason(losses[checked:step + 1], checked, epoch)
-                checked = step + 1
-                if reason is not None:
-                    break
+            reason = tracker.record(loss, epoch)
+            if reason is not None:
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -266,9 +317,9 @@ def train(
                 scheduler.step()
             done += 1
             images += int(idx.shape[0])
-        if reason is None and checked < done:
-            reason = _bad_loss_reason(losses[checked:done], checked, epoch)
-        train_loss = float(losses[:done].double().mean()) if done else float("nan")
+        if reason is None:
+            reason = tracker.flush(epoch)
+        train_loss = tracker.mean(done)
         step_seconds += time.perf_counter() - epoch_start
         if reason is not None:
             break

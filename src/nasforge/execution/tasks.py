@@ -106,7 +106,10 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         from nasforge.evaluation.trainer import set_determinism, train
         from nasforge.spaces import get_space
 
-        space = get_space(task.space_name, **task.space_settings)
+        settings = dict(task.space_settings)
+        if task.final:
+            settings.pop("max_params", None)  # a search limit, not a limit on the chosen network
+        space = get_space(task.space_name, **settings)
         genome = space.genome_from_dict(task.genome)
         budget = Budget.from_dict(task.budget)
         load_started = time.time()

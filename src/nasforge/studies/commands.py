@@ -1,0 +1,95 @@
+"""The ``study`` subcommand of the CLI: ``study fidelity CONFIG`` and ``study report STUDY.db``.
+
+``register(subparsers)`` adds them to the ``nasforge`` parser; handlers return an exit code and
+raise ``NasforgeError`` subclasses for user errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import ConfigError
+
+
+def _default_output(storage: Path) -> Path:
+    return storage.with_name(storage.stem + "_fidelity")
+
+
+def cmd_study_fidelity(args: argparse.Namespace) -> int:
+    """Run (or resume) a fidelity study, then write its tables and plots."""
+    from nasforge.execution.runner import Reporter
+    from nasforge.studies.fidelity import analyse, load_fidelity_config, run_fidelity, write_outputs
+
+    cfg = load_fidelity_config(args.config)
+    run = cfg.run
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+        run = dataclasses.replace(run, workers=args.workers)
+    if args.executor is not None:
+        run = dataclasses.replace(run, executor=args.executor)
+    if args.time_limit is not None:
+        run = dataclasses.replace(run, time_limit=float(args.time_limit))
+    if args.data_dir is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=args.data_dir))
+    cfg = dataclasses.replace(cfg, run=run)
+    storage = Path(args.storage or f"{cfg.name}.db")
+    summary = run_fidelity(cfg, storage, resume=args.resume, force=args.force,
+                           reporter=Reporter(enabled=not args.quiet))
+    print(f"{cfg.name}: {summary.stop_reason}; {summary.ok} ok, {summary.failed} failed, "
+          f"{summary.running_left} left running ({summary.wall_seconds:.0f}s)")
+    out = Path(args.output) if args.output else _default_output(storage)
+    written = write_outputs(analyse(storage), out)
+    print(f"tables and plots written to {out}/ ({', '.join(p.name for p in written)})")
+    return 0
+
+
+def cmd_study_report(args: argparse.Namespace) -> int:
+    """Regenerate a fidelity study's tables and plots from its database."""
+    from nasforge.studies.fidelity import analyse, summary_lines, write_outputs
+
+    storage = Path(args.study)
+    if not storage.is_file():
+        raise ConfigError(f"study {storage} not found")
+    res = analyse(storage)
+    out = Path(args.output) if args.output else _default_output(storage)
+    written = write_outputs(res, out)
+    for line in summary_lines(res):
+        print(line.replace("**", ""))
+    print(f"tables and plots written to {out}/ ({', '.join(p.name for p in written)})",
+          file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``study fidelity`` and ``study report`` to ``subparsers``."""
+    study = subparsers.add_parser("study", help="studies of search itself (fidelity of cheap "
+                                                "evaluations, zero-cost proxies)")
+    sub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+    fid = sub.add_parser("fidelity", help="rank agreement of reduced training and zero-cost "
+                                          "proxies with a reference budget")
+    fid.add_argument("config", help="study YAML file or preset name (fidelity-cpu, "
+                                    "fidelity-full, fidelity-reduced)")
+    fid.add_argument("--storage", default=None, help="study database (default NAME.db)")
+    fid.add_argument("-o", "--output", default=None,
+                     help="folder for tables and plots (default STUDY_fidelity/)")
+    fid.add_argument("--resume", action="store_true", help="continue an existing study")
+    fid.add_argument("--force", action="store_true",
+                     help="resume even if the study config changed")
+    fid.add_argument("--workers", type=int, default=None)
+    fid.add_argument("--executor", default=None, choices=["local", "mpi", "dask"])
+    fid.add_argument("--time-limit", type=float, default=None,
+                     help="stop submitting after this many seconds (resume later)")
+    fid.add_argument("--data-dir", default=None)
+    fid.add_argument("--quiet", action="store_true", help="no progress lines")
+    fid.set_defaults(func=cmd_study_fidelity)
+
+    rep = sub.add_parser("report", help="regenerate a fidelity study's tables and plots")
+    rep.add_argument("study", help="STUDY.db")
+    rep.add_argument("-o", "--output", default=None,
+                     help="folder for tables and plots (default STUDY_fidelity/)")
+    rep.set_defaults(func=cmd_study_report)
