@@ -113,7 +113,9 @@ def main() -> None:
 
     t_med, h_med = statistics.median(trainer_ips), statistics.median(hand_ips)
     paired = statistics.median(t / h for t, h in zip(trainer_ips, hand_ips))
-    print(f"median of per-round ratios: {paired:.3f} (machine load swings both; compare rounds)")
+    best = max(trainer_ips) / max(hand_ips)
+    print(f"median of per-round ratios: {paired:.3f}; ratio of best rounds: {best:.3f} "
+          f"(other load on the machine slows rounds at random; compare these)")
     print(f"nasforge.train median throughput: {t_med:.1f} images/s")
     print(f"hand loop median throughput: {h_med:.1f} images/s")
     print(f"trainer/hand-loop throughput ratio: {t_med / h_med:.3f}")

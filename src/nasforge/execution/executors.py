@@ -1,92 +1,259 @@
 """Executors that carry evaluations: a local process pool, MPI (mpi4py.futures) or Dask.
 
 Every executor here is a ``concurrent.futures.Executor``; the runner, the strategy and the
-study database stay in the driver process whatever the executor.
+study database stay in the driver process whatever the executor, so a study file is the same
+whichever engine filled it and ``--resume`` may continue it on another.
+
+Each worker is bound once, when it starts, to its CPU thread count and (on GPUs) one device,
+by its index on its node (:mod:`nasforge.execution.devices`); each evaluation then runs in a
+child process the worker forks (:mod:`nasforge.execution.isolation`).
+
+Start-up of MPI and Dask workers is guarded by a timeout (``NASFORGE_STARTUP_TIMEOUT`` seconds,
+default 60): an MPI spawn that hangs or a Dask scheduler that cannot be reached becomes one
+:class:`ExecutorStartError` saying what to install or launch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import signal
+import sys
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
 
 from nasforge.config import RunConfig
 from nasforge.errors import ConfigError, NasforgeError
-from nasforge.execution.devices import bind_worker
+from nasforge.execution.devices import (
+    bind_worker,
+    local_rank,
+    local_size,
+    usable_cores,
+    usable_gpus,
+)
+
+STARTUP_TIMEOUT_ENV = "NASFORGE_STARTUP_TIMEOUT"
+DEFAULT_STARTUP_TIMEOUT = 60.0
 
 
 class ExecutorStartError(NasforgeError):
     """An executor's workers did not start (MPI spawn hang, unreachable scheduler, ...)."""
 
 
+def startup_timeout_seconds(value: float | None = None) -> float:
+    """The start-up timeout: ``value`` if given, else ``$NASFORGE_STARTUP_TIMEOUT``, else 60 s."""
+    if value is not None:
+        return float(value)
+    text = os.environ.get(STARTUP_TIMEOUT_ENV, "").strip()
+    if text:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ConfigError(f"{STARTUP_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+        if seconds > 0:
+            return seconds
+    return DEFAULT_STARTUP_TIMEOUT
+
+
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """CPU threads each worker may use so that workers never oversubscribe the cores."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     return max(1, cores // max(1, workers))
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C in a terminal goes to the whole foreground process group; the runner handles it
+    # (no new evaluations, running ones finish within the grace period), so workers ignore it.
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _ping() -> dict[str, Any]:
+    import socket
+
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "worker_index": os.environ.get("NASFORGE_WORKER_INDEX"),
+            "eval_threads": os.environ.get("NASFORGE_EVAL_THREADS"), "affinity": affinity}
+
+
+def _check_devices(run: RunConfig) -> None:
+    """Refuse ``--devices`` that this machine does not have, in the driver (a worker would fail
+    in its initializer, which breaks a pool without a readable reason)."""
+    if run.devices:
+        usable_gpus(run.devices)
+
+
+# ------------------------------------------------------------------------------- local
 def _init_local_worker(counter: Any, devices: tuple[int, ...] | None, threads: int) -> None:
+    _ignore_sigint()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     bind_worker(index, devices, threads)
 
 
-def _ping() -> dict[str, Any]:
-    import socket
+class _LocalExecutor(Executor):
+    """A spawn-context ``ProcessPoolExecutor`` that replaces itself when it breaks.
 
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    A pool process that dies (the kernel's OOM killer, a kill from outside) marks every future
+    of the pool failed and refuses new work. Evaluations run in children of the pool
+    processes, so that is rare; when it happens the runner sees the lost futures as lost
+    evaluations (and retries each once), and the next ``submit`` starts a fresh pool instead of
+    ending the search.
+    """
+
+    def __init__(self, workers: int, devices: tuple[int, ...] | None, threads: int) -> None:
+        self._workers = workers
+        self._devices = devices
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._counter = self._ctx.Value("i", 0)
+        self._pool = self._new_pool()
+        self.restarts = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        with self._counter.get_lock():
+            self._counter.value = 0  # a fresh pool binds its workers from index 0 again
+        return ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=self._ctx, initializer=_init_local_worker,
+            initargs=(self._counter, self._devices, self._threads),
+        )
+
+    @property
+    def _processes(self) -> dict[int, Any]:
+        return getattr(self._pool, "_processes", None) or {}
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                self.restarts += 1
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
-def _local_rank() -> int:
-    """This MPI process's index on its node (no collective call: rank 0 takes no part)."""
-    for key in ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "PMI_LOCAL_RANK"):
-        if key in os.environ:
-            return int(os.environ[key])
-    try:
-        from mpi4py import MPI
-
-        return MPI.COMM_WORLD.Get_rank()
-    except Exception:
-        return 0
-
-
-def _init_mpi_worker(devices: tuple[int, ...] | None, threads: int) -> None:
-    # index on the node, modulo the devices: never a global rank used as a GPU index
-    bind_worker(_local_rank(), devices, threads)
+# --------------------------------------------------------------------------------- mpi
+def _init_mpi_worker(devices: tuple[int, ...] | None, threads: int | None) -> None:
+    _ignore_sigint()
+    # the index on the node, modulo the devices: never a global rank used as a GPU index
+    index = local_rank()
+    if threads is None:  # share this node's cores among the job's processes on it
+        threads = threads_per_worker(local_size() or 1)
+    bind_worker(index if index is not None else 0, devices, threads)
 
 
 def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
+    # Open MPI reads this when MPI starts (at `import mpi4py.MPI`): without it, spawning more
+    # processes than cores fails and mpi4py's pool then waits forever (see _wait_started)
+    user_set = "OMPI_MCA_rmaps_base_oversubscribe" in os.environ
+    initialised_before = "mpi4py.MPI" in sys.modules
     os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
     if os.geteuid() == 0:
         os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     try:
-        from mpi4py import MPI  # noqa: F401
+        from mpi4py import MPI
         from mpi4py.futures import MPIPoolExecutor
     except ImportError as exc:
         raise ExecutorStartError(
             f"--executor mpi needs mpi4py and an MPI library ({exc}); install them with "
-            "`apt-get install openmpi-bin libopenmpi-dev && pip install mpi4py` (or ./setup.sh)"
+            "`apt-get install openmpi-bin libopenmpi-dev && pip install mpi4py` "
+            "(or `pip install nasforge[mpi]`), or use --executor local"
         ) from None
-    from mpi4py import MPI
-
+    _check_devices(run)
     world = MPI.COMM_WORLD.Get_size()
     under_mpiexec = world > 1
-    workers = world - 1 if under_mpiexec else run.workers
-    threads = 1 if under_mpiexec else threads_per_worker(workers)
-    kwargs: dict[str, Any] = {"initializer": _init_mpi_worker,
-                              "initargs": (run.devices, threads)}
-    if not under_mpiexec:
+    kwargs: dict[str, Any] = {"initializer": _init_mpi_worker}
+    if under_mpiexec:
+        # `mpiexec -n N python -m mpi4py.futures -m nasforge ...`: rank 0 runs this search,
+        # the other N-1 ranks are the workers; each takes its share of its node's cores
+        kwargs["initargs"] = (run.devices, None)
+        what = f"the {world - 1} MPI worker rank(s)"
+        if run.workers != world - 1:
+            # the runner keeps run.workers evaluations in flight: tell the user once
+            print(f"nasforge: note: mpiexec gives {world - 1} worker rank(s) but run.workers is "
+                  f"{run.workers}; pass --workers {world - 1} to keep every rank busy",
+                  file=sys.stderr, flush=True)
+    else:
+        kwargs["initargs"] = (run.devices, threads_per_worker(run.workers))
         kwargs["max_workers"] = run.workers
+        what = f"{run.workers} spawned MPI worker(s)"
+        if initialised_before and not user_set and "Open MPI" in MPI.Get_library_version():
+            # MPI started before we could set the variable: ask for it on the spawn itself
+            kwargs["mpi_info"] = {"map_by": "slot:OVERSUBSCRIBE"}
     executor = MPIPoolExecutor(**kwargs)
-    _wait_started(executor, startup_timeout, "MPI workers",
-                  "launch with `mpiexec -n N python -m mpi4py.futures -m nasforge search ...`, "
-                  "or check that MPI can spawn processes here (OMPI_MCA_rmaps_base_oversubscribe=1)")
+    thread_errors: list[BaseException] = []
+    previous_hook = threading.excepthook
+
+    def hook(args: Any) -> None:  # mpi4py's manager thread fails alone (MPI_ERR_SPAWN)
+        if args.exc_type is not SystemExit:
+            thread_errors.append(args.exc_value)
+
+    threading.excepthook = hook
+    try:
+        _wait_started(executor, startup_timeout, what,
+                      "launch with `mpiexec -n N python -m mpi4py.futures -m nasforge search ...`, "
+                      "or check that MPI can spawn processes here "
+                      "(OMPI_MCA_rmaps_base_oversubscribe=1, `--oversubscribe`)", thread_errors)
+    except ExecutorStartError:
+        try:
+            executor.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            pass
+        raise
+    finally:
+        threading.excepthook = previous_hook
+    executor.nasforge_workers = world - 1 if under_mpiexec else run.workers  # type: ignore[attr-defined]
     return executor
+
+
+# -------------------------------------------------------------------------------- dask
+def _dask_bind(worker: Any, devices: tuple[int, ...] | None, known: list[str]) -> str | None:
+    """Bind a Dask worker by its index among the workers of its host, with its share of that
+    host's cores. A ``LocalCluster`` names its workers 0..N-1 (a restarted worker keeps its
+    name); otherwise the position of its address among the ``known`` ones on its host."""
+    address = worker.address
+    host = address.rsplit(":", 1)[0]
+    same_host = sorted(a for a in known if a.rsplit(":", 1)[0] == host)
+    name = str(worker.name)
+    if name.isdigit():
+        index = int(name)
+    elif address in same_host:
+        index = same_host.index(address)
+    else:
+        index = len(same_host)
+    _ignore_sigint()
+    return bind_worker(index, devices, threads_per_worker(max(1, len(same_host))))
+
+
+def _dask_bind_plugin(devices: tuple[int, ...] | None, known: list[str]) -> Any:
+    """A worker plugin that binds every worker, also those that join or restart later."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class BindWorker(WorkerPlugin):  # sent by value (cloudpickle)
+        name = "nasforge-bind-worker"
+
+        def setup(self, worker: Any) -> None:
+            _dask_bind(worker, devices, known)
+
+    return BindWorker()
 
 
 def _dask_executor(run: RunConfig, startup_timeout: float) -> Executor:
@@ -96,34 +263,63 @@ def _dask_executor(run: RunConfig, startup_timeout: float) -> Executor:
     except ImportError as exc:
         raise ExecutorStartError(
             f"--executor dask needs dask.distributed ({exc}); install it with "
-            "`pip install \"dask[distributed]\"` (or ./setup.sh)"
+            "`pip install \"dask[distributed]\"` (or `pip install nasforge[dask]`), or use "
+            "--executor local"
         ) from None
-    threads = threads_per_worker(run.workers)
+    cluster = None
+    settings = {
+        # Dask's default MALLOC_TRIM_THRESHOLD_ makes training page-fault bound (2x slower)
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.logging.distributed": "error",
+        "distributed.comm.timeouts.connect": f"{startup_timeout}s",
+        # each task is one whole evaluation: no statistical profiler sampling the workers'
+        # threads every 10 ms, no work stealing (the runner keeps exactly one per worker)
+        "distributed.worker.profile.enabled": False,
+        "distributed.scheduler.work-stealing": False,
+    }
     if run.scheduler:
+        hint = (f"start one with `dask scheduler` and workers with `dask worker {run.scheduler} "
+                "--nthreads 1`")
         try:
-            client = Client(run.scheduler, timeout=f"{startup_timeout}s")
+            with dask.config.set(settings):
+                client = Client(run.scheduler, timeout=f"{startup_timeout}s")
         except (OSError, TimeoutError) as exc:
             raise ExecutorStartError(
-                f"cannot reach the Dask scheduler at {run.scheduler} within {startup_timeout:.0f}s "
-                f"({exc}); start one with `dask scheduler` and workers with `dask worker "
-                f"{run.scheduler} --nthreads 1`"
+                f"cannot reach the Dask scheduler at {run.scheduler} within "
+                f"{startup_timeout:.0f}s ({type(exc).__name__}); {hint}"
             ) from None
-        cluster = None
+        try:
+            client.wait_for_workers(1, timeout=startup_timeout)
+        except (OSError, TimeoutError):
+            client.close()
+            raise ExecutorStartError(
+                f"the Dask scheduler at {run.scheduler} has no workers after "
+                f"{startup_timeout:.0f}s; start them with `dask worker {run.scheduler} "
+                "--nthreads 1`"
+            ) from None
     else:
-        with dask.config.set({"distributed.worker.daemon": False,
-                              "distributed.logging.distributed": "error"}):
+        _check_devices(run)
+        hint = "check that this machine can start Python processes (`dask[distributed]` installed)"
+        with dask.config.set({**settings, "distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=run.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
-            client = Client(cluster)
-    # bind each worker to its device and thread count, by its index on its host
-    workers = sorted(client.scheduler_info()["workers"])
-    by_host: dict[str, int] = {}
-    for address in workers:
-        host = address.rsplit(":", 1)[0]
-        index = by_host.get(host, 0)
-        by_host[host] = index + 1
-        client.run(bind_worker, index, run.devices, threads, workers=[address])
-    return _DaskExecutor(client, cluster)
+                                   dashboard_address=None, silence_logs=40,
+                                   timeout=f"{startup_timeout}s")
+            client = Client(cluster, timeout=f"{startup_timeout}s")
+    executor = _DaskExecutor(client, cluster)
+    try:
+        # bind each worker to its device and thread count, by its index on its host
+        addresses = sorted(client.scheduler_info()["workers"])
+        plugin = _dask_bind_plugin(run.devices, addresses)
+        register = getattr(client, "register_plugin", None) or client.register_worker_plugin
+        register(plugin)
+        _wait_started(executor, startup_timeout, "Dask workers", hint)
+    except NasforgeError:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    except Exception as exc:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise ExecutorStartError(f"Dask workers failed to start: {exc}; {hint}") from None
+    return executor
 
 
 class _DaskExecutor(Executor):
@@ -133,11 +329,15 @@ class _DaskExecutor(Executor):
         self._client = client
         self._cluster = cluster
         self._inner = client.get_executor(pure=False)
+        self._closed = False
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return self._inner.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._inner.shutdown(wait=wait and not cancel_futures)
         finally:
@@ -146,7 +346,13 @@ class _DaskExecutor(Executor):
                 self._cluster.close()
 
 
-def _wait_started(executor: Executor, timeout: float, what: str, hint: str) -> None:
+# ------------------------------------------------------------------------------ common
+def _wait_started(executor: Executor, timeout: float, what: str, hint: str,
+                  thread_errors: list[BaseException] | None = None) -> None:
+    """Run one no-op task within ``timeout``; any failure or hang is an ExecutorStartError.
+
+    ``thread_errors`` collects exceptions raised in the executor's own threads (mpi4py's
+    manager thread raises MPI_ERR_SPAWN there and the task would then wait forever)."""
     result: dict[str, Any] = {}
 
     def probe() -> None:
@@ -157,34 +363,64 @@ def _wait_started(executor: Executor, timeout: float, what: str, hint: str) -> N
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
-    thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline and not thread_errors:
+        thread.join(0.1)
+    error = result.get("error") or (thread_errors[0] if thread_errors else None)
+    if error is not None:
+        raise ExecutorStartError(f"{what} failed to start ({type(error).__name__}: {error}); {hint}")
     if thread.is_alive():
         raise ExecutorStartError(f"{what} did not start within {timeout:.0f}s; {hint}")
-    if "error" in result:
-        raise ExecutorStartError(f"{what} failed to start: {result['error']}; {hint}")
 
 
-def make_executor(run: RunConfig, startup_timeout: float = 60.0) -> Executor:
-    """An executor for ``run.executor`` with ``run.workers`` workers (bound to devices)."""
-    if run.executor == "local":
-        ctx = multiprocessing.get_context("spawn")
-        counter = ctx.Value("i", 0)
-        return ProcessPoolExecutor(
-            max_workers=run.workers,
-            mp_context=ctx,
-            initializer=_init_local_worker,
-            initargs=(counter, run.devices, threads_per_worker(run.workers)),
+def _under_mpi4py_futures() -> bool:
+    """Whether this is rank 0 of ``python -m mpi4py.futures`` (the other ranks serve it)."""
+    core = sys.modules.get("mpi4py.futures._core")
+    return getattr(core, "SharedPool", None) is not None
+
+
+def _mpi_ranks_from_env() -> int:
+    """The size of the MPI job this process was launched in, from the launcher's environment."""
+    for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        value = os.environ.get(key, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def make_executor(run: RunConfig, startup_timeout: float | None = None) -> Executor:
+    """An executor for ``run.executor`` with ``run.workers`` workers (bound to devices).
+
+    ``startup_timeout`` (default ``$NASFORGE_STARTUP_TIMEOUT`` or 60 s) bounds how long MPI or
+    Dask workers may take to start before an :class:`ExecutorStartError`.
+    """
+    timeout = startup_timeout_seconds(startup_timeout)
+    if _under_mpi4py_futures() and run.executor != "mpi":
+        # `mpiexec -n N python -m mpi4py.futures -m nasforge search ...`: the other ranks are
+        # waiting to be this search's workers, whatever the config's default executor says
+        print(f"nasforge: note: running under `python -m mpi4py.futures`: using the MPI "
+              f"worker ranks (--executor mpi), not --executor {run.executor}",
+              file=sys.stderr, flush=True)
+        run = dataclasses.replace(run, executor="mpi")
+    elif _mpi_ranks_from_env() > 1 and run.executor != "mpi":
+        raise ExecutorStartError(
+            f"this process is one of {_mpi_ranks_from_env()} MPI ranks, each of which would run "
+            "its own search; launch as `mpiexec -n N python -m mpi4py.futures -m nasforge "
+            "search ...` (rank 0 searches, the others evaluate)"
         )
+    if run.executor == "local":
+        _check_devices(run)
+        return _LocalExecutor(run.workers, run.devices, threads_per_worker(run.workers))
     if run.executor == "mpi":
-        return _mpi_executor(run, startup_timeout)
+        return _mpi_executor(run, timeout)
     if run.executor == "dask":
-        return _dask_executor(run, startup_timeout)
+        return _dask_executor(run, timeout)
     raise ConfigError(f"unknown executor {run.executor!r}; known: local, mpi, dask")
 
 
 def shutdown_now(executor: Executor) -> None:
     """Stop an executor without waiting for running evaluations (they are re-queued later)."""
-    processes: dict[Any, Any] = getattr(executor, "_processes", None) or {}
+    processes: dict[Any, Any] = dict(getattr(executor, "_processes", None) or {})
     try:
         executor.shutdown(wait=False, cancel_futures=True)
     except Exception:

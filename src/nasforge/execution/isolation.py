@@ -11,19 +11,34 @@ whatever happened into a result dict:
 - an exception in the child: failed with its text; out-of-memory is recognised and named;
 - killed by SIGKILL/SIGTERM/SIGINT from outside: failed with ``retry: True`` (the runner
   retries it once);
+- killed by the kernel's OOM killer (its cgroup's ``oom_kill`` count rose): failed,
+  out-of-memory, not retried;
 - any other signal (a segfault, say): failed with the signal name, not retried;
 - past the timeout: killed by us, failed with reason "timeout", not retried.
+
+The child runs in its own process group (a terminal's Ctrl-C goes to the runner, which lets
+running evaluations finish within its grace period) and dies with its worker
+(``PR_SET_PDEATHSIG``), so no evaluation outlives the pool that started it. Its result is
+length-prefixed: the worker returns as soon as the whole result is in and reaps the exiting
+child at its next evaluation (tearing down a torch process's address space takes as long as
+forking it). The end of a child is its exit (a pidfd), never the pipe's EOF, which a child
+forked meanwhile by another thread could hold open; forks are serialised by a lock.
 """
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import functools
+import io
 import os
 import pickle
 import resource
 import select
 import signal
+import sys
 import tempfile
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -34,6 +49,9 @@ RETRYABLE_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHU
 _STDERR_TAIL = 4000
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory",
                 "memoryerror", "std::bad_alloc", "outofmemoryerror")
+_PR_SET_PDEATHSIG = 1
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
 
 def is_out_of_memory(text: str) -> bool:
@@ -53,21 +71,95 @@ def _vm_size_bytes() -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    """The C library (for ``prctl`` and ``mallopt``); loaded in the worker, before any fork:
+    a forked child of a threaded process must not go looking for it (``find_library`` runs
+    a subprocess)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl  # noqa: B018 - Linux only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def _oom_kills() -> int | None:
+    """The kernel OOM killer's kill count in this process's memory cgroup (None if unknown)."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2
+            candidates.append(f"/sys/fs/cgroup{path}/memory.events")
+        elif "memory" in controllers.split(","):  # cgroup v1 (kernel >= 4.13)
+            candidates.append(f"/sys/fs/cgroup/memory{path}/memory.oom_control")
+    candidates += ["/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"]
+    for path in candidates:
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _child_setup(parent_pid: int) -> None:
+    """Process-level settings of a fresh evaluation child."""
+    # Own process group: a terminal's Ctrl-C reaches the runner (which lets running
+    # evaluations finish) but not the evaluation; a timeout kills the whole group.
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # a crashing evaluation leaves a failed trial, not a core file of its whole heap
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+    libc = _libc()
+    if libc is not None:
+        # die with the worker that forked us (a dead or terminated worker leaves no orphans)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        # Fixed malloc thresholds. Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its
+        # workers, which turns off glibc's adaptive mmap threshold: every tensor then comes
+        # from a fresh mmap and training spends as long in page faults as in compute (2x
+        # slower, measured). Large fixed thresholds behave like the adaptive default; the
+        # child exits after one evaluation, so nothing is held for long.
+        try:
+            libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+            libc.mallopt(_M_TRIM_THRESHOLD, 64 * 1024 * 1024)
+        except AttributeError:  # not glibc
+            pass
+
+
 def _child(
     evaluate: Callable[[EvalTask], dict[str, Any]],
     task: EvalTask,
     write_fd: int,
     stderr_path: str,
     memory_limit_bytes: int | None,
+    parent_pid: int,
 ) -> None:
     """Body of the forked child; never returns."""
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _child_setup(parent_pid)
         fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 2)
         os.close(fd)
+        # Python-level stderr too (a test runner may have replaced sys.stderr), and the
+        # traceback of a crash (segfault, abort) goes to the captured stderr
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+        faulthandler.enable(file=sys.stderr)
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         try:
             threads = int(os.environ.get("NASFORGE_EVAL_THREADS", "0"))
             if threads > 0:
@@ -79,7 +171,8 @@ def _child(
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             result = evaluate(task)
             error = str(result.get("error") or "") + str(result.get("stderr") or "")
-            if result.get("status") == "failed" and is_out_of_memory(error):
+            if (result.get("status") == "failed" and is_out_of_memory(error)
+                    and not str(result.get("error") or "").startswith("out-of-memory")):
                 result["error"] = f"out-of-memory: {result.get('error')}"
         except BaseException as exc:  # noqa: BLE001 - everything becomes a failed result
             text = f"{type(exc).__name__}: {exc}"
@@ -88,8 +181,12 @@ def _child(
                 "error": f"out-of-memory: {text}" if is_out_of_memory(text) else text,
                 "stderr": traceback.format_exc(limit=20),
             }
-        payload = pickle.dumps(result)
-        view = memoryview(payload)
+        try:
+            payload = pickle.dumps(result)
+        except Exception as exc:  # noqa: BLE001 - e.g. a lambda in the result
+            payload = pickle.dumps({"status": "failed", "error": f"the evaluation's result "
+                                    f"cannot be sent back ({type(exc).__name__}: {exc})"})
+        view = memoryview(len(payload).to_bytes(8, "big") + payload)
         while view:
             written = os.write(write_fd, view)
             view = view[written:]
@@ -97,6 +194,19 @@ def _child(
         code = 1
     finally:
         os._exit(code)
+
+
+def _single_threaded() -> None:
+    """Keep the calling thread of a worker at one OpenMP thread before it touches torch.
+
+    OpenMP settings are per thread: Dask runs tasks in pool threads that ``bind_worker`` (run
+    on the event loop) never saw. Loading data with two threads would start an OpenMP pool in
+    the worker, and a child forked from such a process hangs in its first parallel region.
+    """
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,6 +238,69 @@ def _read_tail(path: str) -> str:
         return ""
 
 
+_FORK_LOCK = threading.Lock()
+_PIPE_FDS: set[int] = set()  # read ends of the result pipes of this process's running children
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (Linux >= 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+_UNREAPED: list[int] = []  # children whose result came back, reaped later (their exit is slow)
+
+
+def _reap_finished() -> None:
+    """Reap the children that sent their result and have exited since (never blocks)."""
+    for pid in list(_UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done == pid:
+            _UNREAPED.remove(pid)
+
+
+def _complete(chunks: list[bytes]) -> bool:
+    """Whether ``chunks`` hold a whole length-prefixed result."""
+    size = sum(len(c) for c in chunks)
+    if size < 8:
+        return False
+    head = b"".join(chunks)[:8] if len(chunks[0]) < 8 else chunks[0][:8]
+    return size >= 8 + int.from_bytes(head, "big")
+
+
+def _drain(fd: int, chunks: list[bytes]) -> bool:
+    """Read what the non-blocking ``fd`` holds into ``chunks``; True at end of file."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        chunks.append(chunk)
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 def run_isolated(
     task: EvalTask,
     *,
@@ -135,47 +308,99 @@ def run_isolated(
     memory_limit_mb: int | None = None,
     evaluate: Callable[[EvalTask], dict[str, Any]] = evaluate_task,
 ) -> dict[str, Any]:
-    """Evaluate ``task`` in a forked child; never raises for anything the child does."""
+    """Evaluate ``task`` in a forked child; never raises for anything the child does.
+
+    ``timeout`` counts from the fork (the worker's one-off warm-up and data load are not the
+    evaluation's); ``memory_limit_mb`` caps the child's address space above what it inherits.
+    The worker loads ``task.data`` once, before forking, for ``evaluate_task`` and for any
+    ``evaluate`` with a true ``loads_data`` attribute, so children share it copy-on-write.
+    """
     started = time.time()
+    with _FORK_LOCK:
+        _reap_finished()
+    _single_threaded()
     warm_up()
-    if evaluate is evaluate_task:
+    if evaluate is evaluate_task or getattr(evaluate, "loads_data", False):
         try:
             load_splits(task.data)  # loaded once per worker; children inherit it
         except Exception:  # the child reports the data error itself
             pass
-    read_fd, write_fd = os.pipe()
     fd, stderr_path = tempfile.mkstemp(prefix="nasforge-eval-", suffix=".stderr")
     os.close(fd)
     limit = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        _child(evaluate, task, write_fd, stderr_path, limit)
-    os.close(write_fd)
+    oom_before = _oom_kills()
+    _libc()
+    parent = os.getpid()
+    with _FORK_LOCK:  # several threads may fork at once (a thread-pool executor, say)
+        read_fd, write_fd = os.pipe()
+        forked_at = time.time()
+        pid = os.fork()
+        if pid == 0:  # child
+            for other in _PIPE_FDS:  # other evaluations' pipe ends (EOF is theirs)
+                _close_quietly(other)
+            os.close(read_fd)
+            _child(evaluate, task, write_fd, stderr_path, limit, parent)
+        os.close(write_fd)
+        _PIPE_FDS.add(read_fd)
+    try:
+        os.setpgid(pid, pid)  # also done by the child: whichever runs first
+    except OSError:
+        pass
+    pidfd = _pidfd_open(pid)
     chunks: list[bytes] = []
     timed_out = False
-    deadline = None if timeout is None else started + timeout
+    reaped = False
+    status = 0
+    deadline = None if timeout is None else forked_at + timeout
     try:
+        os.set_blocking(read_fd, False)
         while True:
+            # The result is read as it comes; the child's end is its exit (pidfd, else a short
+            # poll), not the pipe's EOF, which a child forked meanwhile by another thread of
+            # this process could hold off.
             wait_for = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.time()))
-            ready, _, _ = select.select([read_fd], [], [], wait_for)
-            if ready:
-                chunk = os.read(read_fd, 1 << 16)
-                if not chunk:
-                    break  # EOF: the child closed the pipe (finished or died)
-                chunks.append(chunk)
-                continue
+            if pidfd is None:
+                wait_for = min(wait_for, 0.05)
+            watch = [read_fd] if pidfd is None else [read_fd, pidfd]
+            ready, _, _ = select.select(watch, [], [], wait_for)
+            eof = read_fd in ready and _drain(read_fd, chunks)
+            if chunks and _complete(chunks):
+                # The whole result is here: return now and reap the child later; tearing
+                # down its address space takes as long as the fork did.
+                with _FORK_LOCK:
+                    _UNREAPED.append(pid)
+                reaped = True
+                break
+            if eof or pidfd is None or pidfd in ready:
+                done, status = os.waitpid(pid, 0 if eof else os.WNOHANG)
+                if done == pid:
+                    reaped = True
+                    _drain(read_fd, chunks)
+                    break
             if deadline is not None and time.time() >= deadline:
                 timed_out = True
-                try:
-                    os.kill(pid, signal.SIGKILL)
+                try:  # where it was stuck goes into its stderr, then it is killed
+                    os.kill(pid, signal.SIGUSR1)
+                    time.sleep(0.2)
                 except ProcessLookupError:
                     pass
+                _kill_group(pid)
+                _, status = os.waitpid(pid, 0)
+                reaped = True
                 break
-        _, status = os.waitpid(pid, 0)
         stderr_tail = _read_tail(stderr_path)
     finally:
-        os.close(read_fd)
+        if not reaped:  # interrupted while waiting (the worker is being stopped): no orphans
+            _kill_group(pid)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        with _FORK_LOCK:
+            _PIPE_FDS.discard(read_fd)
+            os.close(read_fd)
+        if pidfd is not None:
+            os.close(pidfd)
         try:
             os.remove(stderr_path)
         except OSError:
@@ -186,9 +411,9 @@ def run_isolated(
         return {**base, "status": "failed", "error": f"timeout after {timeout:g}s",
                 "stderr": stderr_tail, "finished_at": time.time()}
     result: dict[str, Any] | None = None
-    if chunks:
+    if chunks and _complete(chunks):
         try:
-            result = pickle.loads(b"".join(chunks))
+            result = pickle.loads(b"".join(chunks)[8:])
         except Exception:
             result = None
     if result is None:
@@ -196,8 +421,12 @@ def run_isolated(
             sig = signal.Signals(os.WTERMSIG(status))
             retry = sig in RETRYABLE_SIGNALS
             reason = f"evaluation process killed by {sig.name}"
-            if sig == signal.SIGKILL and is_out_of_memory(stderr_tail):
-                reason, retry = "out-of-memory (killed by SIGKILL)", False
+            if sig == signal.SIGKILL:
+                oom_after = _oom_kills()
+                if oom_before is not None and oom_after is not None and oom_after > oom_before:
+                    reason, retry = "out-of-memory (killed by the kernel OOM killer)", False
+                elif is_out_of_memory(stderr_tail):
+                    reason, retry = "out-of-memory (killed by SIGKILL)", False
             return {**base, "status": "failed", "error": reason, "retry": retry,
                     "stderr": stderr_tail, "finished_at": time.time()}
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# GPU check of worker isolation (issue 5), sized for under 5 minutes on one GPU.
+#
+# Two workers share the GPU(s); each reports its device (CUDA_VISIBLE_DEVICES, and from each
+# evaluation child torch.cuda.current_device()/name); the driver-reported memory
+# (nvidia-smi --query-gpu=memory.used) goes back to the baseline after each evaluation because
+# its child exits; an evaluation that allocates more than the card becomes a failed trial
+# "out-of-memory" and the search goes on. Details: check_workers.py beside this script.
+#
+# For a bare, offline machine with any Python and torch: installs nasforge from this checkout
+# (pip install --no-deps -e, no download; falls back to PYTHONPATH=src), installs only a
+# missing numpy/pyyaml (that needs a network or a local wheel), uses the synthetic data set by
+# default (no files) or, with --fashion-mnist, the Fashion-MNIST folder copied beside this
+# script at run time (experiments/gpu/fashion-mnist/, never committed) or NASFORGE_DATA_DIR.
+#
+#   experiments/gpu/check_workers.sh [--dry-run] [--fashion-mnist] [--devices 0,1] [--evals N]
+#
+# Output goes to the terminal and to $OUT/check_workers.log (OUT defaults to this folder; for
+# --dry-run to a temporary one).
+# --dry-run checks the logic on a machine without a GPU (CPU evaluations, no nvidia-smi).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+PY="${PYTHON:-python3}"
+LIMIT="${CHECK_TIMEOUT:-280}"
+ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --fashion-mnist) ARGS+=(--dataset fashion-mnist) ;;
+        --dry-run) ARGS+=(--dry-run) ;;
+        --devices|--evals|--steps) ARGS+=("$1" "$2"); shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "check_workers.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+case " ${ARGS[*]:-} " in
+    *" --dry-run "*) OUT="${OUT:-$(mktemp -d)}" ;;   # a dry run's log is not worth keeping
+    *) OUT="${OUT:-$HERE}" ;;                          # a GPU run's log is committed beside us
+esac
+mkdir -p "$OUT"
+LOG="$OUT/check_workers.log"
+exec > >(tee "$LOG") 2>&1
+
+echo "== nasforge GPU worker check, $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "check_workers.sh: $PY has no torch; install a CUDA build of torch first" >&2
+    exit 2
+fi
+"$PY" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA build', torch.version.cuda)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv || echo "nvidia-smi: not found"
+
+# only what is missing (nasforge's search path needs numpy and pyyaml besides torch)
+MISSING=()
+"$PY" -c "import numpy" 2>/dev/null || MISSING+=(numpy)
+"$PY" -c "import yaml" 2>/dev/null || MISSING+=(pyyaml)
+if [ ${#MISSING[@]} -gt 0 ]; then
+    echo "installing missing: ${MISSING[*]}"
+    "$PY" -m pip install -q "${MISSING[@]}" || { echo "check_workers.sh: cannot install ${MISSING[*]} (offline?); bring their wheels and pip install them" >&2; exit 2; }
+fi
+# nasforge itself from this checkout, without touching torch or any other package
+FOUND="$(cd / && "$PY" -c "import nasforge, os; print(os.path.realpath(nasforge.__file__))" 2>/dev/null || true)"
+if [ "${FOUND#"$(realpath "$REPO")/src/"}" != "$FOUND" ]; then
+    echo "nasforge already installed from this checkout ($REPO)"
+elif "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" >/dev/null 2>&1; then
+    echo "nasforge installed from $REPO (pip install --no-deps -e)"
+else
+    echo "pip install -e failed here (old pip/setuptools?); using PYTHONPATH=$REPO/src"
+fi
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
+
+for arg in "${ARGS[@]:-}"; do
+    if [ "$arg" = fashion-mnist ] && [ -z "${NASFORGE_DATA_DIR:-}" ]; then
+        if [ -d "$HERE/fashion-mnist" ]; then
+            export NASFORGE_DATA_DIR="$HERE/fashion-mnist"
+        elif [ -d /usr/share/datasets/fashion-mnist ]; then
+            export NASFORGE_DATA_DIR=/usr/share/datasets/fashion-mnist
+        else
+            echo "check_workers.sh: --fashion-mnist: copy the folder to $HERE/fashion-mnist or set NASFORGE_DATA_DIR" >&2
+            exit 2
+        fi
+        echo "Fashion-MNIST from $NASFORGE_DATA_DIR"
+    fi
+done
+export NASFORGE_CACHE_DIR="${NASFORGE_CACHE_DIR:-$(mktemp -d)}"
+
+cd "$REPO"
+timeout "$LIMIT" "$PY" "$HERE/check_workers.py" "${ARGS[@]}"

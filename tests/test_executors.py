@@ -1,0 +1,287 @@
+"""The engines for real: local process pool, Dask and MPI (mpi4py.futures, spawn mode).
+
+Each runs a tiny search on the synthetic set through the real runner, storage and isolation;
+one evaluation child is killed mid-evaluation from outside (it costs that evaluation one retry,
+nothing else); a study started on one engine resumes on another; and bad set-ups (no mpi4py,
+an unreachable Dask scheduler, an MPI spawn that fails) give one clear line quickly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import tiny_config_dict
+from nasforge.api import Search
+from nasforge.config import RunConfig, config_from_dict
+from nasforge.execution.executors import ExecutorStartError, make_executor
+from nasforge.execution.isolation import IsolatedEvaluate
+from nasforge.execution.runner import Runner
+from nasforge.execution.tasks import EvalTask, evaluate_task
+from nasforge.storage import StudyStorage
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+
+
+def _has(module: str) -> bool:
+    # find_spec, not import: importing mpi4py.MPI would start MPI in the test process
+    return importlib.util.find_spec(module) is not None
+
+
+needs_dask = pytest.mark.skipif(not _has("distributed"), reason="dask[distributed] not installed")
+needs_mpi = pytest.mark.skipif(not (_has("mpi4py") and shutil.which("mpiexec")),
+                               reason="mpi4py or an MPI library not installed")
+
+
+class KillOnce:
+    """Real evaluations, except that the first attempt of each trial in ``trials`` writes its
+    pid to ``folder`` and sleeps until it is killed from outside."""
+
+    def __init__(self, folder: str, trials: tuple[int, ...]) -> None:
+        self.folder = folder
+        self.trials = trials
+
+    def __call__(self, task: EvalTask) -> dict[str, Any]:
+        if task.trial_number in self.trials and task.attempt == 1:
+            path = Path(self.folder) / f"{task.trial_number}.pid"
+            path.with_suffix(".tmp").write_text(str(os.getpid()))
+            path.with_suffix(".tmp").rename(path)
+            time.sleep(120)
+        return evaluate_task(task)
+
+
+def start_killer(folder: Path, trials: tuple[int, ...]) -> tuple[threading.Event, list[int]]:
+    """SIGKILL each trial's child as soon as its pid file appears; returns (stop, killed)."""
+    stop = threading.Event()
+    killed: list[int] = []
+
+    def run() -> None:
+        left = set(trials)
+        while left and not stop.is_set():
+            for trial in list(left):
+                path = folder / f"{trial}.pid"
+                if path.exists():
+                    os.kill(int(path.read_text()), signal.SIGKILL)
+                    killed.append(trial)
+                    left.discard(trial)
+            time.sleep(0.02)
+
+    threading.Thread(target=run, daemon=True).start()
+    return stop, killed
+
+
+def run_search(db: Path, executor_name: str, max_evals: int, kill: tuple[int, ...],
+               folder: Path, resume: bool = False) -> Any:
+    """A tiny search on ``executor_name`` through the real runner; kills ``kill`` once each."""
+    cfg = config_from_dict(tiny_config_dict(run={"max_evals": max_evals, "workers": 2,
+                                                 "executor": executor_name}), "t")
+    search = Search(cfg, db, resume=resume)
+    executor = make_executor(cfg.run)
+    stop, killed = start_killer(folder, kill)
+    try:
+        runner = Runner(config=cfg, storage=search.storage, space=search.space,
+                        strategy=search.strategy, executor=executor,
+                        evaluate=IsolatedEvaluate(evaluate=KillOnce(str(folder), kill)))
+        summary = runner.run()
+    finally:
+        stop.set()
+        executor.shutdown(wait=True)
+        search.close()
+    assert sorted(killed) == sorted(kill)
+    return summary
+
+
+def check_study(db: Path, count: int, killed: tuple[int, ...]) -> dict[int, Any]:
+    with StudyStorage.open(db) as store:
+        trials = {t.number: t for t in store.trials()}
+        assert store.count("running") == 0
+    assert sorted(trials) == list(range(1, count + 1))
+    for number, t in trials.items():
+        assert t.status == "ok", (number, t.error)
+        assert t.attempts == (2 if number in killed else 1), (number, t.attempts)
+        assert t.worker and t.started_at and t.finished_at and t.curve
+    return trials
+
+
+@pytest.mark.timeout(60)
+def test_local_search_survives_a_killed_child(tmp_path) -> None:
+    summary = run_search(tmp_path / "l.db", "local", 6, (2,), tmp_path)
+    assert summary.finished == 6 and summary.failed == 0
+    check_study(tmp_path / "l.db", 6, (2,))
+
+
+@needs_dask
+@pytest.mark.timeout(90)
+def test_study_started_on_local_resumes_on_dask_with_a_kill_on_each(tmp_path) -> None:
+    db = tmp_path / "r.db"
+    run_search(db, "local", 4, (2,), tmp_path)
+    before = {n: (t.genome_key, t.val_acc, t.finished_at) for n, t in check_study(db, 4, (2,)).items()}
+    summary = run_search(db, "dask", 8, (6,), tmp_path, resume=True)
+    assert summary.finished == 8 and summary.failed == 0
+    trials = check_study(db, 8, (2, 6))
+    # what finished on local is untouched; the rest ran on the Dask workers (other pids)
+    assert {n: (trials[n].genome_key, trials[n].val_acc, trials[n].finished_at)
+            for n in before} == before
+    assert not {trials[n].worker for n in range(5, 9)} & {trials[n].worker for n in range(1, 5)}
+
+
+MPI_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from test_executors import run_search, check_study
+    if __name__ == "__main__":
+        folder = Path(sys.argv[1])
+        summary = run_search(folder / "m.db", "mpi", 6, (2,), folder)
+        trials = check_study(folder / "m.db", 6, (2,))
+        print(json.dumps({"finished": summary.finished,
+                          "workers": sorted({t.worker for t in trials.values()})}))
+""")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join([str(TESTS), str(SRC), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "NASFORGE_STARTUP_TIMEOUT": "30", **extra}
+
+
+@needs_mpi
+@pytest.mark.timeout(90)
+def test_mpi_spawned_workers_search_survives_a_killed_child_and_resumes_on_local(tmp_path) -> None:
+    script = tmp_path / "mpi_search.py"
+    script.write_text(MPI_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=_env(),
+                          capture_output=True, text=True, timeout=80)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["finished"] == 6 and 1 <= len(out["workers"]) <= 2
+    # the study file is the same format whatever ran it: continue it on the local pool
+    summary = run_search(tmp_path / "m.db", "local", 8, (), tmp_path, resume=True)
+    assert summary.finished == 8
+    check_study(tmp_path / "m.db", 8, (2,))
+
+
+class KillsItsWorker:
+    """Trial 2's first attempt kills its worker process (the pool process, not the child)."""
+
+    def __call__(self, task: EvalTask) -> dict[str, Any]:
+        if task.trial_number == 2 and task.attempt == 1:
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)  # ended by PR_SET_PDEATHSIG when its worker dies
+        return evaluate_task(task)
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_local_worker_costs_a_retry_and_the_pool_restarts(tmp_path) -> None:
+    cfg = config_from_dict(tiny_config_dict(run={"max_evals": 5, "workers": 2}), "t")
+    search = Search(cfg, tmp_path / "w.db")
+    executor = make_executor(cfg.run)
+    try:
+        summary = Runner(config=cfg, storage=search.storage, space=search.space,
+                         strategy=search.strategy, executor=executor,
+                         evaluate=IsolatedEvaluate(evaluate=KillsItsWorker())).run()
+        assert executor.restarts >= 1
+    finally:
+        executor.shutdown(wait=True)
+        search.close()
+    assert summary.finished == 5 and summary.failed == 0
+    with StudyStorage.open(tmp_path / "w.db") as store:
+        trials = {t.number: t for t in store.trials()}
+    assert trials[2].status == "ok" and trials[2].attempts == 2
+    assert all(t.status == "ok" for t in trials.values())
+
+
+# --------------------------------------------------------------------------- bad input
+def _cli(tmp_path: Path, *args: str, prelude: str = "", **env: str) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "tiny.yaml"
+    if not cfg.exists():
+        import yaml
+
+        cfg.write_text(yaml.safe_dump(tiny_config_dict(run={"max_evals": 2, "workers": 2})))
+    code = f"import sys\n{prelude}\nfrom nasforge.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, "search", str(cfg), "--quiet", "--no-final",
+         "--storage", str(tmp_path / f"{len(list(tmp_path.glob('*.db')))}.db"), *args],
+        env=_env(**env), capture_output=True, text=True, timeout=40)
+
+
+def _one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("nasforge:")]
+    assert len(lines) == 1 and lines[0].startswith("nasforge: error: "), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+@pytest.mark.timeout(40)
+def test_mpi_without_mpi4py_is_one_clear_line(tmp_path) -> None:
+    started = time.time()
+    done = _cli(tmp_path, "--executor", "mpi", prelude="sys.modules['mpi4py'] = None")
+    line = _one_error_line(done)
+    assert "needs mpi4py and an MPI library" in line and "pip install mpi4py" in line
+    assert time.time() - started < 30
+
+
+@needs_dask
+@pytest.mark.timeout(40)
+def test_unreachable_dask_scheduler_is_one_clear_line_within_the_timeout(tmp_path) -> None:
+    started = time.time()
+    done = _cli(tmp_path, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1",
+                NASFORGE_STARTUP_TIMEOUT="3")
+    line = _one_error_line(done)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 3s" in line
+    assert "dask scheduler" in line and "dask worker" in line
+    assert time.time() - started < 25
+
+
+@needs_mpi
+@pytest.mark.timeout(40)
+def test_mpi_spawn_that_fails_is_one_clear_line_not_a_hang(tmp_path) -> None:
+    # without oversubscription Open MPI cannot spawn more workers than cores: the spawn fails
+    # in mpi4py's manager thread, where the pool would otherwise wait forever
+    too_many = str((os.cpu_count() or 1) + 1)
+    started = time.time()
+    done = _cli(tmp_path, "--executor", "mpi", "--workers", too_many,
+                OMPI_MCA_rmaps_base_oversubscribe="0", NASFORGE_STARTUP_TIMEOUT="15")
+    line = _one_error_line(done)
+    assert "MPI worker(s)" in line and ("failed to start" in line or "did not start" in line)
+    assert time.time() - started < 30
+
+
+def test_startup_timeout_setting(monkeypatch) -> None:
+    from nasforge.errors import ConfigError
+    from nasforge.execution.executors import startup_timeout_seconds
+
+    monkeypatch.delenv("NASFORGE_STARTUP_TIMEOUT", raising=False)
+    assert startup_timeout_seconds() == 60.0
+    monkeypatch.setenv("NASFORGE_STARTUP_TIMEOUT", "2.5")
+    assert startup_timeout_seconds() == 2.5
+    assert startup_timeout_seconds(7) == 7.0
+    monkeypatch.setenv("NASFORGE_STARTUP_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="NASFORGE_STARTUP_TIMEOUT"):
+        startup_timeout_seconds()
+
+
+def test_unknown_executor_and_missing_devices_are_config_errors() -> None:
+    from nasforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="known: local, mpi, dask"):
+        make_executor(RunConfig(executor="ray"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+        try:
+            make_executor(RunConfig(executor="local", devices=(3,)))
+        finally:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+    assert issubclass(ExecutorStartError, Exception)
