@@ -19,6 +19,8 @@ from nasforge.execution.devices import (
 )
 from nasforge.execution.executors import threads_per_worker
 
+pytestmark = pytest.mark.timeout(30)
+
 
 def test_worker_index_modulo_devices() -> None:
     gpus = ["0", "1", "2", "3"]

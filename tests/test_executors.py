@@ -259,6 +259,7 @@ def test_mpi_spawn_that_fails_is_one_clear_line_not_a_hang(tmp_path) -> None:
     assert time.time() - started < 30
 
 
+@pytest.mark.timeout(10)
 def test_startup_timeout_setting(monkeypatch) -> None:
     from nasforge.errors import ConfigError
     from nasforge.execution.executors import startup_timeout_seconds
@@ -273,15 +274,13 @@ def test_startup_timeout_setting(monkeypatch) -> None:
         startup_timeout_seconds()
 
 
-def test_unknown_executor_and_missing_devices_are_config_errors() -> None:
+@pytest.mark.timeout(10)
+def test_unknown_executor_and_missing_devices_are_config_errors(monkeypatch) -> None:
     from nasforge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="known: local, mpi, dask"):
         make_executor(RunConfig(executor="ray"))
-    with pytest.raises(ConfigError, match="does not exist"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
-        try:
-            make_executor(RunConfig(executor="local", devices=(3,)))
-        finally:
-            del os.environ["CUDA_VISIBLE_DEVICES"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one GPU: --devices 3 cannot be
+    with pytest.raises(ConfigError, match="GPU 3 does not exist"):
+        make_executor(RunConfig(executor="local", devices=(3,)))
     assert issubclass(ExecutorStartError, Exception)

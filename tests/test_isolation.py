@@ -264,6 +264,7 @@ def test_stderr_is_captured_and_ok_results_come_back() -> None:
     assert ok["status"] == "ok" and ok["val_acc"] == 0.5 and "started_at" in ok
 
 
+@pytest.mark.timeout(10)
 def test_out_of_memory_texts() -> None:
     assert is_out_of_memory("RuntimeError: [enforce fail at alloc_cpu.cpp:117] . "
                             "DefaultCPUAllocator: can't allocate memory: you tried to allocate")
