@@ -57,14 +57,7 @@ def provenance() -> dict[str, Any]:
 
 def data_dict(config: SearchConfig) -> dict[str, Any]:
     """The data section as the plain dict workers receive."""
-    d = config.data
-    return {
-        "dataset": d.dataset,
-        "data_dir": d.data_dir,
-        "val_fraction": d.val_fraction,
-        "split_seed": d.split_seed,
-        "normalize": [list(d.normalize[0]), list(d.normalize[1])] if d.normalize else None,
-    }
+    return config.data.task_dict()
 
 
 def problem_for(config: SearchConfig) -> Problem:

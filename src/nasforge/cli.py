@@ -107,16 +107,6 @@ def cmd_train_net(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
-def _parse_input(text: str) -> tuple[int, int, int]:
-    try:
-        parts = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--input must look like 1x28x28, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise ConfigError(f"--input must look like 1x28x28, got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
 def _space_from_args(args: argparse.Namespace) -> Any:
     from nasforge.spaces import get_space
 
@@ -167,7 +157,9 @@ def cmd_space_show(args: argparse.Namespace) -> int:
 
     space = _space_from_args(args)
     genome = _read_genome(space, args.file)
-    shape = _parse_input(args.input)
+    from nasforge.config import parse_shape
+
+    shape = parse_shape(args.input)
     reasons = space.validate(genome)
     try:
         print(space.describe(genome, args.width, input_shape=shape))

@@ -29,6 +29,28 @@ class DataConfig:
     split_seed: int = 0
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
+    def task_dict(self) -> dict[str, Any]:
+        """The plain dict evaluation workers receive (they load the data themselves)."""
+        return {
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+            "normalize": [list(self.normalize[0]), list(self.normalize[1])]
+            if self.normalize else None,
+        }
+
+
+def parse_shape(text: str, flag: str = "--input") -> tuple[int, int, int]:
+    """An image shape written as CxHxW (e.g. 1x28x28)."""
+    try:
+        parts = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{flag} must look like 1x28x28, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 1:
+        raise ConfigError(f"{flag} must look like 1x28x28, got {text!r}")
+    return parts  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class ComponentConfig:

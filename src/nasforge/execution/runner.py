@@ -171,14 +171,7 @@ class Runner:
 
     # ------------------------------------------------------------ helpers
     def _data_dict(self) -> dict[str, Any]:
-        d = self.config.data
-        return {
-            "dataset": d.dataset,
-            "data_dir": d.data_dir,
-            "val_fraction": d.val_fraction,
-            "split_seed": d.split_seed,
-            "normalize": [list(d.normalize[0]), list(d.normalize[1])] if d.normalize else None,
-        }
+        return self.config.data.task_dict()
 
     def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int) -> None:
         bdict = budget.to_dict()
@@ -291,13 +284,13 @@ class Runner:
 
     def _prune_weights(self) -> None:
         keep = {t.number for t in self.storage.best(self.config.run.keep_best)}
-        for trial in self.storage.trials("ok"):
-            if trial.checkpoint and trial.number not in keep:
+        for number, checkpoint in self.storage.checkpoints():
+            if number not in keep:
                 try:
-                    os.remove(trial.checkpoint)
+                    os.remove(checkpoint)
                 except FileNotFoundError:
                     pass
-                self.storage.set_checkpoint(trial.number, None)
+                self.storage.set_checkpoint(number, None)
 
     def _stopping(self) -> bool:
         return self._stop_requested is not None

@@ -15,15 +15,9 @@ from nasforge.errors import ConfigError
 
 
 def _parse_shape(text: str | None) -> tuple[int, int, int] | None:
-    if text is None:
-        return None
-    try:
-        parts = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--input must look like 1x28x28, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise ConfigError(f"--input must look like 1x28x28, got {text!r}")
-    return parts  # type: ignore[return-value]
+    from nasforge.config import parse_shape
+
+    return None if text is None else parse_shape(text)
 
 
 def _check_study(path: str) -> None:

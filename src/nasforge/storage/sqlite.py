@@ -321,6 +321,11 @@ class StudyStorage:
         return int(self._conn.execute(
             "SELECT attempts FROM trials WHERE number = ?", (number,)).fetchone()[0])
 
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """(trial number, weights file) of every trial that still has kept weights."""
+        return [(int(n), str(c)) for n, c in self._conn.execute(
+            "SELECT number, checkpoint FROM trials WHERE checkpoint IS NOT NULL ORDER BY number")]
+
     def set_checkpoint(self, number: int, checkpoint: str | None) -> None:
         """Record (or clear) the kept weights file of a trial."""
         self._write("UPDATE trials SET checkpoint = ? WHERE number = ?", (checkpoint, number))
