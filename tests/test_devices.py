@@ -115,3 +115,30 @@ def test_bind_worker_sets_the_environment(monkeypatch) -> None:
     assert bind_worker(0, None, 1) is None
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     assert "torch.cuda" not in sys.modules or not torch.cuda.is_initialized()
+
+
+def test_evaluation_device_is_cpu_when_unbound_forced_or_without_cuda(monkeypatch) -> None:
+    from nasforge.execution.devices import evaluation_device
+
+    assert evaluation_device({"CUDA_VISIBLE_DEVICES": ""}) == "cpu"  # a worker bound to no GPU
+    assert evaluation_device({"NASFORGE_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "0"}) == "cpu"
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert evaluation_device({"CUDA_VISIBLE_DEVICES": "3"}) == "cuda:0"  # the bound GPU
+    assert evaluation_device({"NASFORGE_DEVICE": "cuda:1"}) == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert evaluation_device({"CUDA_VISIBLE_DEVICES": "3"}) == "cpu"
+
+
+def test_worker_slots_prefer_what_the_executor_knows() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nasforge.execution.runner import worker_slots
+
+    with ThreadPoolExecutor(1) as pool:
+        assert worker_slots(pool, 3) == 3  # nothing known: the configured run.workers
+        pool.nasforge_workers = 5  # e.g. five worker ranks under mpiexec
+        assert worker_slots(pool, 2) == 5
+        pool.nasforge_workers = 0
+        assert worker_slots(pool, 0) == 1

@@ -231,6 +231,28 @@ def test_mpi_without_mpi4py_is_one_clear_line(tmp_path) -> None:
     line = _one_error_line(done)
     assert "needs mpi4py and an MPI library" in line and "pip install mpi4py" in line
     assert time.time() - started < 30
+    # the study it had just created is removed again, so the same command reruns as is
+    assert "0.db was removed" in line
+    assert not list(tmp_path.glob("*.db*")) and not (tmp_path / "0_files").exists()
+
+
+@pytest.mark.timeout(40)
+def test_a_failed_start_on_resume_leaves_the_study_as_it_was(tmp_path) -> None:
+    done = _cli(tmp_path)  # a real tiny search: 2 trials into 0.db
+    assert done.returncode == 0, done.stderr
+    study = tmp_path / "0.db"
+    code = ("import sys\nsys.modules['mpi4py'] = None\nfrom nasforge.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    again = subprocess.run(
+        [sys.executable, "-c", code, "search", str(tmp_path / "tiny.yaml"), "--quiet",
+         "--no-final", "--storage", str(study), "--resume", "--executor", "mpi"],
+        env=_env(), capture_output=True, text=True, timeout=40)
+    line = _one_error_line(again)
+    assert "needs mpi4py" in line and "removed" not in line
+    assert study.exists()
+    from nasforge.api import read_trials
+
+    assert [t.status for t in read_trials(study)] == ["ok", "ok"]
 
 
 @needs_dask
@@ -284,3 +306,32 @@ def test_unknown_executor_and_missing_devices_are_config_errors(monkeypatch) -> 
     with pytest.raises(ConfigError, match="GPU 3 does not exist"):
         make_executor(RunConfig(executor="local", devices=(3,)))
     assert issubclass(ExecutorStartError, Exception)
+
+
+@needs_mpi
+@pytest.mark.timeout(120)
+def test_under_mpiexec_every_worker_rank_has_an_evaluation(tmp_path) -> None:
+    # `mpiexec -n 3 python -m mpi4py.futures -m nasforge search ...`: rank 0 searches and both
+    # other ranks evaluate, even though the config asks for a single worker
+    cfg = tmp_path / "tiny.yaml"
+    import yaml
+
+    raw = tiny_config_dict(run={"max_evals": 6, "workers": 1},
+                           budget={"max_steps": 40, "epochs": 5, "width": 8})
+    cfg.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "x.db"
+    done = subprocess.run(
+        ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "3", sys.executable, "-m",
+         "mpi4py.futures", "-m", "nasforge", "search", str(cfg), "--storage", str(db),
+         "--no-final"],
+        env=_env(OMPI_MCA_rmaps_base_oversubscribe="1"), capture_output=True, text=True,
+        timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 worker(s) on mpi" in done.stderr + done.stdout
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+    assert [t.status for t in trials] == ["ok"] * 6
+    assert len({t.worker for t in trials}) == 2
+    # two evaluations overlapped in time: both ranks were kept busy at once
+    spans = sorted((t.started_at, t.finished_at) for t in trials)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))

@@ -198,3 +198,109 @@ def test_sigkill_runner_then_resume_loses_nothing(tmp_path) -> None:
         assert len({t.genome_key for t in trials}) == len(trials)
         assert any(t.attempts > 1 for t in trials)  # some evaluation was re-queued
     assert interrupted_mid_search >= 1 and snapshots
+
+
+def _wait_for(db: Path, proc: subprocess.Popen, finished_more_than: int, timeout: float = 90) -> bool:
+    """Wait until the study has more than ``finished_more_than`` finished trials and one running."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if not db.exists():
+            continue
+        try:
+            with StudyStorage.open(db) as store:
+                if store.count_finished() > finished_more_than and store.count("running") > 0:
+                    return True
+        except Exception:
+            continue
+    return False
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_cleanly_and_twice_stops_at_once(tmp_path) -> None:
+    cfg_path = tmp_path / "int.yaml"
+    # evaluations of a second or more, so that some are running when Ctrl-C comes
+    raw = tiny_config_dict(run={"max_evals": 12, "workers": 2, "grace_period": 120},
+                           budget={"max_steps": 150, "epochs": 100, "width": 8})
+    cfg_path.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "i.db"
+    cmd = [sys.executable, "-m", "nasforge", "search", str(cfg_path), "--storage", str(db)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    # one Ctrl-C (to the whole process group, as a terminal sends it): no new evaluations, the
+    # running ones finish within the grace period and are stored, the command exits normally
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    assert _wait_for(db, proc, 0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped: interrupted" in out and "Traceback" not in err
+    with StudyStorage.open(db) as store:
+        first = {t.number: (t.status, t.val_acc) for t in store.trials()}
+        assert store.count("running") == 0  # the grace period let them finish
+        assert 0 < store.count_finished() < 12
+    assert all(status == "ok" for status, _ in first.values())
+
+    # Ctrl-C twice: stop now; what was running stays 'running' and is re-queued on --resume
+    proc = subprocess.Popen(cmd + ["--resume"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert _wait_for(db, proc, len(first))
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    stopped_at = time.time()
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - stopped_at < 20, "a second Ctrl-C must not wait for running evaluations"
+    assert "Traceback" not in err, err
+    with StudyStorage.open(db) as store:
+        left_running = store.count("running")
+        for t in store.trials():
+            if t.number in first:
+                assert (t.status, t.val_acc) == first[t.number]  # nothing stored was lost
+    assert left_running >= 1, (out, err, [(t.number, t.status, t.attempts, t.error) for t in StudyStorage.open(db).trials()][-6:])
+
+    done = subprocess.run(cmd + ["--resume", "--quiet"], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    with StudyStorage.open(db) as store:
+        assert store.count_finished() == 12 and store.count("running") == 0
+        assert any(t.attempts > 1 for t in store.trials())  # the abandoned ones were re-run
+
+
+@pytest.mark.timeout(120)
+def test_remnet_preset_at_tiny_scale_runs_tournament_mutation_and_aging(tmp_path, monkeypatch) -> None:
+    from nasforge.config import apply_overrides, load_config
+    from nasforge.strategies.evolution import RegularizedEvolution
+
+    config = apply_overrides(load_config("remnet"), [
+        "data.dataset=synthetic", "strategy.settings={population: 4, sample: 2}",
+        "run.max_evals=8", "run.workers=1", "budget.epochs=1", "budget.max_steps=2",
+        "budget.width=4", "final=null",
+    ])
+    assert config.space.settings["head"] == "remnet" and config.space.settings["merge_policy"] == "remnet"
+    tournaments: list[tuple[list[float], float]] = []
+    mutate_valid = RegularizedEvolution.mutate_valid
+
+    def spy(self, parent):  # the parent must be the fittest of a tournament of 2 members
+        fitness = {id(g): f for g, f in self.population}
+        tournaments.append(([f for _, f in self.population], fitness[id(parent)]))
+        return mutate_valid(self, parent)
+
+    monkeypatch.setattr(RegularizedEvolution, "mutate_valid", spy)
+    search = Search(config, tmp_path / "remnet.db")
+    summary = search.run()
+    state = search.storage.strategy_state()
+    trials = search.storage.trials()
+    search.close()
+    assert summary.finished == 8
+    assert len(tournaments) == 8 - 4  # every ask after the 4 initial samples is a child
+    for population_fitness, parent_fitness in tournaments:
+        assert len(population_fitness) == 4 and parent_fitness in population_fitness
+        # a parent that wins a 2-member tournament is never the single worst member
+        assert parent_fitness > min(population_fitness) or population_fitness.count(
+            min(population_fitness)) > 1
+    ok = [t for t in trials if t.status == "ok"]
+    # aging: the population is the 4 most recent successful trials, oldest first
+    assert [f for _, f in state["population"]] == [t.val_acc for t in ok[-4:]]
+    assert [g for g, _ in state["population"]] == [t.genome for t in ok[-4:]]

@@ -170,6 +170,7 @@ class Search:
             self.strategy = wrap_strategy(self.strategy, config.prefilter, data_dict(config),
                                           config.seed)
         self.storage = open_study(storage_path, config, resume=resume, force=force)
+        self._created = not resume
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
@@ -196,6 +197,21 @@ class Search:
     def close(self) -> None:
         """Close the study file."""
         self.storage.close()
+
+    def discard_if_empty(self) -> bool:
+        """Close and delete the study file when this search created it and no trial was ever
+        submitted (e.g. its executor failed to start), so a rerun needs no ``--resume``;
+        returns whether it was deleted. A study with trials is never touched."""
+        if not self._created or self.storage.trials():
+            return False
+        path = Path(self.storage.path)
+        self.storage.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        folder = artifacts_dir(path)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        return True
 
 
 def train_final(

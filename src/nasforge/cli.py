@@ -222,7 +222,7 @@ def _search_config(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.api import Search, data_dict, train_final
     from nasforge.execution.executors import make_executor
-    from nasforge.execution.runner import Reporter
+    from nasforge.execution.runner import Reporter, worker_slots
 
     config = _search_config(args)
     storage = Path(args.storage or f"studies/{config.name}.db")
@@ -232,12 +232,18 @@ def cmd_search(args: argparse.Namespace) -> int:
                     init_from=args.init_from, reporter=reporter)
     try:
         done_before = search.storage.count_finished()
+        try:
+            executor = make_executor(config.run)
+        except NasforgeError as exc:
+            if search.discard_if_empty():
+                raise type(exc)(f"{exc} (the new, empty study {storage} was removed)") from None
+            raise
         reporter.message(
             f"study {storage} ({'resumed with ' + str(done_before) + ' finished trials' if args.resume else 'new'}): "
             f"{config.space.name} space, {config.strategy.name}, {config.run.max_evals} trials, "
-            f"{config.run.workers} worker(s) on {config.run.executor}"
+            f"{worker_slots(executor, config.run.workers)} worker(s) on "
+            f"{getattr(executor, 'nasforge_kind', config.run.executor)}"
         )
-        executor = make_executor(config.run)
         try:
             summary = search.run(executor)
             print(f"search: {summary.finished} trials ({summary.ok} ok, {summary.failed} failed, "

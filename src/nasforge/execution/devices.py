@@ -145,3 +145,21 @@ def bind_worker(local_index: int, devices: Sequence[int | str] | None, threads: 
     # ``threads`` for itself.
     torch.set_num_threads(1)
     return gpu
+
+
+def evaluation_device(environ: Mapping[str, str] | None = None) -> str:
+    """The torch device an evaluation trains on: ``cuda:0`` (the worker's bound GPU) when CUDA is
+    usable in this process, else ``cpu``. ``NASFORGE_DEVICE=cpu`` forces the CPU.
+
+    Call it only in the process that computes (the evaluation child): asking CUDA in a worker
+    before it forks would leave the children an unusable CUDA context."""
+    env = _env(environ)
+    wanted = env.get("NASFORGE_DEVICE", "").strip().lower()
+    if wanted == "cpu" or env.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return "cpu"
+    import torch
+
+    if wanted.startswith("cuda") or not wanted:
+        if torch.cuda.is_available():
+            return wanted if wanted.startswith("cuda") else "cuda:0"
+    return "cpu"

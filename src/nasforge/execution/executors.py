@@ -187,9 +187,9 @@ def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
         kwargs["initargs"] = (run.devices, None)
         what = f"the {world - 1} MPI worker rank(s)"
         if run.workers != world - 1:
-            # the runner keeps run.workers evaluations in flight: tell the user once
-            print(f"nasforge: note: mpiexec gives {world - 1} worker rank(s) but run.workers is "
-                  f"{run.workers}; pass --workers {world - 1} to keep every rank busy",
+            # the runner keeps one evaluation in flight per worker rank (nasforge_workers)
+            print(f"nasforge: note: mpiexec gives {world - 1} worker rank(s); keeping "
+                  f"{world - 1} evaluation(s) in flight (run.workers={run.workers} is ignored)",
                   file=sys.stderr, flush=True)
     else:
         kwargs["initargs"] = (run.devices, threads_per_worker(run.workers))
@@ -221,6 +221,7 @@ def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
     finally:
         threading.excepthook = previous_hook
     executor.nasforge_workers = world - 1 if under_mpiexec else run.workers  # type: ignore[attr-defined]
+    executor.nasforge_kind = "mpi"  # type: ignore[attr-defined]
     return executor
 
 
@@ -305,7 +306,7 @@ def _dask_executor(run: RunConfig, startup_timeout: float) -> Executor:
                                    dashboard_address=None, silence_logs=40,
                                    timeout=f"{startup_timeout}s")
             client = Client(cluster, timeout=f"{startup_timeout}s")
-    executor = _DaskExecutor(client, cluster)
+    executor = _DaskExecutor(client, cluster, run.workers)
     try:
         # bind each worker to its device and thread count, by its index on its host
         addresses = sorted(client.scheduler_info()["workers"])
@@ -325,11 +326,30 @@ def _dask_executor(run: RunConfig, startup_timeout: float) -> Executor:
 class _DaskExecutor(Executor):
     """``Client.get_executor`` with ownership of the client (and the cluster it started)."""
 
-    def __init__(self, client: Any, cluster: Any) -> None:
+    def __init__(self, client: Any, cluster: Any, workers: int) -> None:
         self._client = client
         self._cluster = cluster
+        self._workers = workers
+        self._live = workers
+        self._counted_at = -1e9
         self._inner = client.get_executor(pure=False)
         self._closed = False
+
+    @property
+    def nasforge_workers(self) -> int:
+        """Evaluations to keep in flight: the workers asked for on a cluster of our own; on an
+        existing cluster, its worker threads now (workers that join later are used too)."""
+        if self._cluster is not None or self._closed:
+            return self._workers
+        now = time.monotonic()
+        if now - self._counted_at >= 5.0:  # ask the scheduler at most every 5 s
+            self._counted_at = now
+            try:
+                info = self._client.scheduler_info()["workers"]
+                self._live = max(1, sum(int(w.get("nthreads", 1) or 1) for w in info.values()))
+            except Exception:  # a scheduler briefly unreachable: keep the last count
+                pass
+        return self._live
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return self._inner.submit(fn, *args, **kwargs)

@@ -157,6 +157,7 @@ class Runner:
         self.reused = 0
         self.requeued = 0
         self.weights_dir = artifacts_dir(storage.path) / "weights"
+        self.slots = worker_slots(executor, config.run.workers)
 
     # ------------------------------------------------------------- signals
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -329,7 +330,8 @@ class Runner:
                     elif (run_cfg.target_accuracy is not None and best_acc is not None
                           and best_acc >= run_cfg.target_accuracy):
                         stop_reason = "target accuracy reached"
-                while (not stop_reason and len(self.inflight) < run_cfg.workers
+                self.slots = worker_slots(self.executor, run_cfg.workers)
+                while (not stop_reason and len(self.inflight) < self.slots
                        and finished + len(self.inflight) < run_cfg.max_evals):
                     before = self.reused
                     self._ask_one()
@@ -374,10 +376,18 @@ class Runner:
             finished=ok + failed, ok=ok, failed=failed, reused=self.reused,
             running_left=self.storage.count("running"), best=best[0] if best else None,
             wall_seconds=wall, stop_reason=stop_reason, requeued=self.requeued,
-            busy_fraction=busy_fraction(self.storage.trials(), start, start + wall, run_cfg.workers),
+            busy_fraction=busy_fraction(self.storage.trials(), start, start + wall, self.slots),
         )
         self.logger.info("run ended: %s; %d ok, %d failed, %.1fs", stop_reason, ok, failed, wall)
         return summary
+
+
+def worker_slots(executor: Executor, configured: int) -> int:
+    """How many evaluations to keep in flight: the executor's own worker count where it knows
+    it (the worker ranks under ``mpiexec``, the workers of an existing Dask cluster), else the
+    configured ``run.workers``."""
+    known = getattr(executor, "nasforge_workers", None)
+    return int(known) if isinstance(known, int) and known > 0 else max(1, configured)
 
 
 def busy_fraction(trials: list[TrialRecord], start: float, end: float, workers: int) -> float | None:

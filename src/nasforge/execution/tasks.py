@@ -104,6 +104,7 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         from nasforge.evaluation.budget import Budget
         from nasforge.evaluation.metrics import count_flops
         from nasforge.evaluation.trainer import set_determinism, train
+        from nasforge.execution.devices import evaluation_device
         from nasforge.spaces import get_space
 
         settings = dict(task.space_settings)
@@ -123,8 +124,10 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         budget = budget.replace(seed=task.model_seed % (2**31))
         if task.final:
             budget = budget.replace(patience=None)
-        outcome = train(model, splits, budget)
+        device = evaluation_device()
+        outcome = train(model, splits, budget, device=device)
         out = outcome.to_dict()
+        out["device"] = device
         out["flops"] = flops
         result.update(
             status=outcome.status,
@@ -139,7 +142,7 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
             result["test_acc"] = outcome.val_acc
         if task.checkpoint_path and outcome.status == "ok":
             Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), task.checkpoint_path)
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)
             result["checkpoint"] = task.checkpoint_path
     except NasforgeError as exc:
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
