@@ -140,6 +140,22 @@ def test_an_evaluation_that_raises_is_stored_failed_and_search_goes_on(tmp_path,
         assert all("RuntimeError" in (t.stderr or "") for t in failed)
 
 
+def _wait_for(db: Path, proc: subprocess.Popen, finished_more_than: int, timeout: float = 90) -> bool:
+    """Wait until the study has more than ``finished_more_than`` finished trials and one running."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if not db.exists():
+            continue
+        try:
+            with StudyStorage.open(db) as store:
+                if store.count_finished() > finished_more_than and store.count("running") > 0:
+                    return True
+        except Exception:
+            continue
+    return False
+
+
 @pytest.mark.timeout(300)
 def test_sigkill_runner_then_resume_loses_nothing(tmp_path) -> None:
     cfg_path = tmp_path / "kill.yaml"
@@ -158,22 +174,9 @@ def test_sigkill_runner_then_resume_loses_nothing(tmp_path) -> None:
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
         # kill at a random moment once this round has finished a trial and has another running
-        finished_before = len(snapshots)
-        deadline = time.time() + 120
         extra = rng.uniform(0.0, 0.3)
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            if not db.exists():
-                continue
-            try:
-                with StudyStorage.open(db) as store:
-                    ready = (store.count_finished() > finished_before
-                             and store.count("running") > 0)
-            except Exception:
-                continue
-            if ready:
-                time.sleep(extra)
-                break
+        if _wait_for(db, proc, len(snapshots), timeout=120):
+            time.sleep(extra)
         os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers die at once
         proc.wait()
         if not db.exists():
@@ -198,22 +201,6 @@ def test_sigkill_runner_then_resume_loses_nothing(tmp_path) -> None:
         assert len({t.genome_key for t in trials}) == len(trials)
         assert any(t.attempts > 1 for t in trials)  # some evaluation was re-queued
     assert interrupted_mid_search >= 1 and snapshots
-
-
-def _wait_for(db: Path, proc: subprocess.Popen, finished_more_than: int, timeout: float = 90) -> bool:
-    """Wait until the study has more than ``finished_more_than`` finished trials and one running."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if not db.exists():
-            continue
-        try:
-            with StudyStorage.open(db) as store:
-                if store.count_finished() > finished_more_than and store.count("running") > 0:
-                    return True
-        except Exception:
-            continue
-    return False
 
 
 @pytest.mark.timeout(240)

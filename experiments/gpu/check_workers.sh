@@ -43,46 +43,12 @@ LOG="$OUT/check_workers.log"
 exec > >(tee "$LOG") 2>&1
 
 echo "== nasforge GPU worker check, $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-if ! "$PY" -c "import torch" 2>/dev/null; then
-    echo "check_workers.sh: $PY has no torch; install a CUDA build of torch first" >&2
-    exit 2
-fi
-"$PY" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA build', torch.version.cuda)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv || echo "nvidia-smi: not found"
+source "$HERE/prepare.sh"
+nf_prepare check_workers.sh
 
-# only what is missing (nasforge's search path needs numpy and pyyaml besides torch)
-MISSING=()
-"$PY" -c "import numpy" 2>/dev/null || MISSING+=(numpy)
-"$PY" -c "import yaml" 2>/dev/null || MISSING+=(pyyaml)
-if [ ${#MISSING[@]} -gt 0 ]; then
-    echo "installing missing: ${MISSING[*]}"
-    "$PY" -m pip install -q "${MISSING[@]}" || { echo "check_workers.sh: cannot install ${MISSING[*]} (offline?); bring their wheels and pip install them" >&2; exit 2; }
-fi
-# nasforge itself from this checkout, without touching torch or any other package
-FOUND="$(cd / && "$PY" -c "import nasforge, os; print(os.path.realpath(nasforge.__file__))" 2>/dev/null || true)"
-if [ "${FOUND#"$(realpath "$REPO")/src/"}" != "$FOUND" ]; then
-    echo "nasforge already installed from this checkout ($REPO)"
-elif "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" >/dev/null 2>&1; then
-    echo "nasforge installed from $REPO (pip install --no-deps -e)"
-else
-    echo "pip install -e failed here (old pip/setuptools?); using PYTHONPATH=$REPO/src"
-fi
-export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
-
-for arg in "${ARGS[@]:-}"; do
-    if [ "$arg" = fashion-mnist ] && [ -z "${NASFORGE_DATA_DIR:-}" ]; then
-        if [ -d "$HERE/fashion-mnist" ]; then
-            export NASFORGE_DATA_DIR="$HERE/fashion-mnist"
-        elif [ -d /usr/share/datasets/fashion-mnist ]; then
-            export NASFORGE_DATA_DIR=/usr/share/datasets/fashion-mnist
-        else
-            echo "check_workers.sh: --fashion-mnist: copy the folder to $HERE/fashion-mnist or set NASFORGE_DATA_DIR" >&2
-            exit 2
-        fi
-        echo "Fashion-MNIST from $NASFORGE_DATA_DIR"
-    fi
-done
-export NASFORGE_CACHE_DIR="${NASFORGE_CACHE_DIR:-$(mktemp -d)}"
+case " ${ARGS[*]:-} " in
+    *" fashion-mnist "*) nf_data_dir check_workers.sh "$HERE/fashion-mnist" /usr/share/datasets/fashion-mnist ;;
+esac
 
 cd "$REPO"
 timeout "$LIMIT" "$PY" "$HERE/check_workers.py" "${ARGS[@]}"

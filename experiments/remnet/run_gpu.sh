@@ -15,7 +15,8 @@
 #
 #   experiments/remnet/run_gpu.sh [--dry-run]
 #
-# Output goes to the terminal and to $OUT/gpu_run.log (OUT defaults to this folder).
+# Output goes to the terminal and to $OUT/gpu_run.log (OUT defaults to this folder); study
+# files and weights to a temporary folder.
 # --dry-run checks the script on a machine without a GPU: the same commands with a few steps.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,64 +37,42 @@ LOG="$OUT/gpu_run.log"
 exec > >(tee "$LOG") 2>&1
 
 echo "== nasforge REMNet GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-if ! "$PY" -c "import torch" 2>/dev/null; then
-    echo "run_gpu.sh: $PY has no torch; install a CUDA build of torch first" >&2
-    exit 2
-fi
-"$PY" -c "import torch, sys; print('python', sys.version.split()[0], '| torch', torch.__version__, '| CUDA', torch.version.cuda, '| GPU', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
+source "$REPO/experiments/gpu/prepare.sh"
+nf_prepare run_gpu.sh
+"$PY" -c "import torch; print('GPU:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
 if [ "$DRY" = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "run_gpu.sh: no usable GPU; use --dry-run to check the script on a CPU" >&2
     exit 2
 fi
-
-MISSING=()
-"$PY" -c "import numpy" 2>/dev/null || MISSING+=(numpy)
-"$PY" -c "import yaml" 2>/dev/null || MISSING+=(pyyaml)
-if [ ${#MISSING[@]} -gt 0 ]; then
-    echo "installing missing: ${MISSING[*]}"
-    "$PY" -m pip install -q "${MISSING[@]}" || { echo "run_gpu.sh: cannot install ${MISSING[*]} (offline?); bring their wheels" >&2; exit 2; }
-fi
-if ! (cd / && "$PY" -c "import nasforge" 2>/dev/null) \
-   && ! "$PY" -m pip install -q --no-deps --no-build-isolation -e "$REPO" >/dev/null 2>&1; then
-    echo "pip install -e failed here; using PYTHONPATH=$REPO/src"
-fi
-export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
-
-if [ -z "${NASFORGE_DATA_DIR:-}" ]; then
-    for dir in "$HERE/fashion-mnist" /usr/share/datasets/fashion-mnist; do
-        if [ -d "$dir" ]; then export NASFORGE_DATA_DIR="$dir"; break; fi
-    done
-fi
-if [ -z "${NASFORGE_DATA_DIR:-}" ]; then
-    echo "run_gpu.sh: copy the four Fashion-MNIST .gz files to $HERE/fashion-mnist/ or set NASFORGE_DATA_DIR" >&2
-    exit 2
-fi
-echo "Fashion-MNIST from $NASFORGE_DATA_DIR"
-export NASFORGE_CACHE_DIR="${NASFORGE_CACHE_DIR:-$(mktemp -d)}"
+nf_data_dir run_gpu.sh "$HERE/fashion-mnist" /usr/share/datasets/fashion-mnist
 NF=("$PY" -m nasforge)
 SPEED=(--precision bf16 --channels-last)
 SHORT=()
 SEARCH_SHORT=()
-if [ "$DRY" = 1 ]; then
+WIDTHS=(128 256)
+if [ "$DRY" = 1 ]; then  # the same commands, a few steps, narrow nets
     SHORT=(--max-steps 3 --epochs 1)
     SEARCH_SHORT=(--set budget.max_steps=3 --set budget.width=8 --max-evals 6)
+    WIDTHS=(8 16)
 fi
+# study files and weights go to a scratch folder; only the log is kept in $OUT
+WORK="$(mktemp -d)"
 cd "$REPO"
 "${NF[@]}" data check
 
-for width in 128 256; do
+for width in "${WIDTHS[@]}"; do
     echo "== REMNet-$width, remnet-final, 1 seed"
     start=$(date +%s)
     "${NF[@]}" train "$HERE/remnet_genome.json" --preset remnet-final --width "$width" --seeds 1 \
-        "${SPEED[@]}" "${SHORT[@]}" --storage "$OUT/gpu_final_w$width.db"
+        "${SPEED[@]}" "${SHORT[@]}" --storage "$WORK/final_w$width.db"
     echo "REMNet-$width wall: $(( $(date +%s) - start )) s"
 done
 
 echo "== shortened remnet search (population 20, sample 5, 60 trials, 1 epoch, width 64)"
 start=$(date +%s)
-"${NF[@]}" search remnet --storage "$OUT/gpu_search.db" --no-final --time-limit 150 \
+"${NF[@]}" search remnet --storage "$WORK/search.db" --no-final --time-limit 150 \
     --set strategy.settings="{population: 20, sample: 5}" --set budget.epochs=1 \
     --set budget.precision=bf16 --set budget.channels_last=true --max-evals 60 \
     "${SEARCH_SHORT[@]}"
 echo "search wall: $(( $(date +%s) - start )) s"
-"${NF[@]}" best "$OUT/gpu_search.db" --k 3
+"${NF[@]}" best "$WORK/search.db" --k 3

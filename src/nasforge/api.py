@@ -258,13 +258,14 @@ def train_final(
                      "error": res.get("error")},
             checkpoint=res.get("checkpoint"),
         )
+        which = f"trial {trial_number}" if trial_number is not None else "genome"
         if res.get("status") == "ok" and res.get("test_acc") is not None:
             item.test_accs.append(float(res["test_acc"]))
-            reporter.message(f"final: trial {trial_number} seed {seed_index}: test acc "
+            reporter.message(f"final: {which} seed {seed_index}: test acc "
                              f"{res['test_acc']:.4f} ({res.get('metrics', {}).get('train_seconds', 0):.0f}s)")
         else:
             item.failures.append(str(res.get("error")))
-            reporter.message(f"final: trial {trial_number} seed {seed_index} FAILED: {res.get('error')}")
+            reporter.message(f"final: {which} seed {seed_index} FAILED: {res.get('error')}")
         item.params = item.params or res.get("params")
     return list(results.values())
 
