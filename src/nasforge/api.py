@@ -10,7 +10,7 @@ import socket
 import statistics
 import subprocess
 import time
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,44 +230,83 @@ def train_final(
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(storage.path) / "final"
     futures = {}
+    watchers: dict[Path, tuple[int | None, int, int]] = {}
     for trial_number, genome in entries:
         gkey = genome_key(space, genome)
         for seed_index in range(seeds):
             ckpt = weights / f"{gkey}_w{budget.width}_s{seed_index}.pt"
+            progress = ckpt.with_suffix(".progress.jsonl")
+            progress.parent.mkdir(parents=True, exist_ok=True)
+            progress.write_text("")
             task = EvalTask(
                 trial_number=trial_number if trial_number is not None else -1,
                 space_name=space.name, space_settings=space.settings(),
                 genome=space.genome_to_dict(genome), budget=budget.to_dict(), data=data,
                 model_seed=model_seed(study_seed, gkey, budget_key(budget.to_dict()), seed_index),
-                checkpoint_path=str(ckpt), final=True,
+                checkpoint_path=str(ckpt), final=True, progress_path=str(progress),
             )
             futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
+            watchers[progress] = (trial_number, seed_index, 0)
     results: dict[str, FinalResult] = {}
-    for future in as_completed(futures):
-        trial_number, genome, gkey, seed_index = futures[future]
-        res = future.result()
-        item = results.setdefault(gkey, FinalResult(
-            trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
-            res.get("params"), [], [],
-        ))
-        storage.add_final_run(
-            trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
-            budget=budget.to_dict(), seed=seed_index, status=res.get("status", "failed"),
-            val_acc=None, test_acc=res.get("test_acc"), params=res.get("params"),
-            metrics={**(res.get("metrics") or {}), "curve": res.get("curve"),
-                     "error": res.get("error")},
-            checkpoint=res.get("checkpoint"),
-        )
-        which = f"trial {trial_number}" if trial_number is not None else "genome"
-        if res.get("status") == "ok" and res.get("test_acc") is not None:
-            item.test_accs.append(float(res["test_acc"]))
-            reporter.message(f"final: {which} seed {seed_index}: test acc "
-                             f"{res['test_acc']:.4f} ({res.get('metrics', {}).get('train_seconds', 0):.0f}s)")
-        else:
-            item.failures.append(str(res.get("error")))
-            reporter.message(f"final: {which} seed {seed_index} FAILED: {res.get('error')}")
-        item.params = item.params or res.get("params")
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+        _report_progress(watchers, budget.epochs, reporter)
+        for future in done:
+            _record_final(future, futures[future], storage, space, budget, results, reporter)
     return list(results.values())
+
+
+def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: int,
+                     reporter: Reporter) -> None:
+    """Print the epochs that final runs appended to their progress files since the last call
+    (files on this machine; runs on other nodes report only when they end)."""
+    for path, (trial_number, seed_index, seen) in list(watchers.items()):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines[seen:]:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line still being written: read it next time
+            which = f"trial {trial_number}" if trial_number is not None else "genome"
+            reporter.message(
+                f"final: {which} seed {seed_index}: epoch {record['epoch']}/{epochs}, train loss "
+                f"{record['train_loss']:.4f}, test acc {record['val_acc']:.4f} "
+                f"({record['seconds']:.0f}s)")
+            seen += 1
+        watchers[path] = (trial_number, seed_index, seen)
+
+
+def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage: StudyStorage,
+                  space: SearchSpace, budget: Budget, results: dict[str, FinalResult],
+                  reporter: Reporter) -> None:
+    """Store one finished final run and add it to ``results``."""
+    trial_number, genome, gkey, seed_index = entry
+    res = future.result()
+    item = results.setdefault(gkey, FinalResult(
+        trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
+        res.get("params"), [], [],
+    ))
+    storage.add_final_run(
+        trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
+        budget=budget.to_dict(), seed=seed_index, status=res.get("status", "failed"),
+        val_acc=None, test_acc=res.get("test_acc"), params=res.get("params"),
+        metrics={**(res.get("metrics") or {}), "curve": res.get("curve"),
+                 "error": res.get("error")},
+        checkpoint=res.get("checkpoint"),
+    )
+    which = f"trial {trial_number}" if trial_number is not None else "genome"
+    if res.get("status") == "ok" and res.get("test_acc") is not None:
+        item.test_accs.append(float(res["test_acc"]))
+        reporter.message(f"final: {which} seed {seed_index}: test acc "
+                         f"{res['test_acc']:.4f} ({res.get('metrics', {}).get('train_seconds', 0):.0f}s)")
+    else:
+        item.failures.append(str(res.get("error")))
+        reporter.message(f"final: {which} seed {seed_index} FAILED: {res.get('error')}")
+    item.params = item.params or res.get("params")
 
 
 def read_trials(path: str | Path) -> list[TrialRecord]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import socket
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nasforge.errors import NasforgeError
 
@@ -35,6 +36,8 @@ class EvalTask:
     final: bool = False
     attempt: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a file to append one JSON line to after every epoch (live progress of long runs)
+    progress_path: str | None = None
 
 
 def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0) -> int:
@@ -89,6 +92,22 @@ def final_splits(splits: Any) -> Any:
     )
 
 
+def _progress_writer(path: str | None) -> Callable[[Any], None] | None:
+    """An ``on_epoch`` callback appending each epoch record to ``path`` as a JSON line; a file
+    that cannot be written only costs the progress display."""
+    if not path:
+        return None
+
+    def write(record: Any) -> None:
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(dataclasses.asdict(record)) + "\n")
+        except OSError:
+            pass
+
+    return write
+
+
 def evaluate_task(task: EvalTask) -> dict[str, Any]:
     """Build, train and measure one genome; every failure becomes a failed result dict."""
     started = time.time()
@@ -125,7 +144,8 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         if task.final:
             budget = budget.replace(patience=None)
         device = evaluation_device()
-        outcome = train(model, splits, budget, device=device)
+        outcome = train(model, splits, budget, device=device,
+                        on_epoch=_progress_writer(task.progress_path))
         out = outcome.to_dict()
         out["device"] = device
         out["flops"] = flops

@@ -1,0 +1,74 @@
+"""Final training: after a search, from a study (`--best`, `--top K`, `--trial N`) and from a
+genome file: whole training set, test accuracy over seeds, checkpoints, stored in the study."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_config_dict
+from nasforge.cli import main
+from nasforge.config import config_from_dict
+from nasforge.evaluation.metrics import evaluate_accuracy
+from nasforge.execution.tasks import load_splits
+from nasforge.spaces import get_space
+from nasforge.storage import StudyStorage
+
+FINAL = {"top": 1, "seeds": 2, "budget": {"epochs": 2, "width": 6, "max_steps": 4, "batch_size": 32}}
+
+
+@pytest.mark.timeout(240)
+def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
+    raw = tiny_config_dict(run={"max_evals": 4, "workers": 2}, final=FINAL)
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "f.db"
+    assert main(["search", str(cfg), "--storage", str(db)]) == 0
+    out = capsys.readouterr()
+    # live progress of each final run, then the mean and spread over the two seeds
+    assert re.search(r"final: trial \d+ seed [01]: epoch 2/2, train loss [0-9.]+, test acc", out.err)
+    summary = re.search(r"final: trial (\d+): test acc ([0-9.]+) ± ([0-9.]+) over 2 seed\(s\)", out.out)
+    assert summary, out.out
+
+    config = config_from_dict(raw, "f")
+    space = get_space(config.space.name, **config.space.settings)
+    splits = load_splits(config.data.task_dict())
+    with StudyStorage.open(db) as store:
+        runs = store.final_runs()
+        best = store.best(1)[0]
+    assert sorted(r.seed for r in runs) == [0, 1]
+    assert all(r.trial_number == best.number == int(summary.group(1)) for r in runs)
+    mean = sum(r.test_acc for r in runs) / 2
+    assert abs(mean - float(summary.group(2))) < 1e-4
+    for run in runs:
+        # the stored test accuracy is the checkpoint's accuracy on the test split
+        model = space.build(space.genome_from_dict(run.genome), splits.input_shape,
+                            splits.num_classes, 6)
+        model.load_state_dict(torch.load(run.checkpoint, weights_only=True))
+        acc, _ = evaluate_accuracy(model.eval(), splits.test_x, splits.test_y, splits.mean,
+                                   splits.std)
+        assert acc == pytest.approx(run.test_acc, abs=1e-6)
+        assert run.metrics["epochs_run"] == 2
+
+    # more final runs of the same study: the top 2 trials, one seed, other flags
+    assert main(["train", str(db), "--top", "2", "--seeds", "1", "--epochs", "1", "--width", "4",
+                 "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^trial \d+: test acc [0-9.]+ ± 0\.0000 over 1 seed\(s\)", out, re.M)) == 2
+    with StudyStorage.open(db) as store:
+        assert len(store.final_runs()) == 4
+
+    # a genome file, into a study file of its own, data and final budget from a config file
+    genome_file = tmp_path / "g.json"
+    genome_file.write_text(json.dumps(best.genome))
+    assert main(["train", str(genome_file), "--preset", str(cfg), "--storage",
+                 str(tmp_path / "g.db"), "--epochs", "1", "--seeds", "1"]) == 0
+    assert "test acc" in capsys.readouterr().out
+    with StudyStorage.open(tmp_path / "g.db") as store:
+        (run,) = store.final_runs()
+        assert run.trial_number is None and run.status == "ok"
+        assert run.budget["epochs"] == 1 and run.budget["width"] == 6  # flags over the config
