@@ -335,3 +335,29 @@ def test_under_mpiexec_every_worker_rank_has_an_evaluation(tmp_path) -> None:
     # two evaluations overlapped in time: both ranks were kept busy at once
     spans = sorted((t.started_at, t.finished_at) for t in trials)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+
+
+@pytest.mark.timeout(10)
+def test_dask_slots_follow_an_existing_clusters_workers(monkeypatch) -> None:
+    from nasforge.execution import executors
+
+    class FakeClient:
+        workers = {"tcp://a:1": {"nthreads": 1}, "tcp://a:2": {"nthreads": 1}}
+
+        def get_executor(self, pure: bool) -> None:
+            return None
+
+        def scheduler_info(self) -> dict:
+            return {"workers": dict(self.workers)}
+
+    client = FakeClient()
+    clock = [100.0]
+    monkeypatch.setattr(executors.time, "monotonic", lambda: clock[0])
+    existing = executors._DaskExecutor(client, None, workers=1)
+    assert existing.nasforge_workers == 2  # the cluster's workers, not run.workers
+    client.workers["tcp://b:1"] = {"nthreads": 2}  # a worker with two threads joins
+    assert existing.nasforge_workers == 2  # asked again only after 5 s
+    clock[0] += 6
+    assert existing.nasforge_workers == 4
+    own = executors._DaskExecutor(client, object(), workers=3)  # a LocalCluster we started
+    assert own.nasforge_workers == 3
