@@ -9,6 +9,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -262,31 +263,43 @@ def test_remnet_preset_at_tiny_scale_runs_tournament_mutation_and_aging(tmp_path
 
     config = apply_overrides(load_config("remnet"), [
         "data.dataset=synthetic", "strategy.settings={population: 4, sample: 2}",
-        "run.max_evals=8", "run.workers=1", "budget.epochs=1", "budget.max_steps=2",
+        "run.max_evals=8", "run.workers=1", "budget.epochs=1", "budget.max_steps=6",
         "budget.width=4", "final=null",
     ])
     assert config.space.settings["head"] == "remnet" and config.space.settings["merge_policy"] == "remnet"
-    tournaments: list[tuple[list[float], float]] = []
+    tournaments: list[tuple[list[float], list[float], float]] = []
     mutate_valid = RegularizedEvolution.mutate_valid
+    draws: list[Any] = []
 
-    def spy(self, parent):  # the parent must be the fittest of a tournament of 2 members
+    class RecordingRandom(random.Random):
+        def choice(self, seq):  # record the tournament's draws (members are (genome, fitness))
+            picked = super().choice(seq)
+            if isinstance(picked, tuple) and len(picked) == 2 and isinstance(picked[1], float):
+                draws.append(picked)
+            return picked
+
+    def spy(self, parent):  # the parent must be the fittest of the tournament just drawn
         fitness = {id(g): f for g, f in self.population}
-        tournaments.append(([f for _, f in self.population], fitness[id(parent)]))
+        contenders = [f for _, f in draws[-2:]]
+        tournaments.append(([f for _, f in self.population], contenders, fitness[id(parent)]))
         return mutate_valid(self, parent)
 
     monkeypatch.setattr(RegularizedEvolution, "mutate_valid", spy)
     search = Search(config, tmp_path / "remnet.db")
+    recording = RecordingRandom()
+    recording.setstate(search.strategy.rng.getstate())
+    search.strategy.rng = recording
     summary = search.run()
     state = search.storage.strategy_state()
     trials = search.storage.trials()
     search.close()
     assert summary.finished == 8
     assert len(tournaments) == 8 - 4  # every ask after the 4 initial samples is a child
-    for population_fitness, parent_fitness in tournaments:
-        assert len(population_fitness) == 4 and parent_fitness in population_fitness
-        # a parent that wins a 2-member tournament is never the single worst member
-        assert parent_fitness > min(population_fitness) or population_fitness.count(
-            min(population_fitness)) > 1
+    assert len(draws) == 2 * len(tournaments)  # sample 2: two draws per tournament
+    for population_fitness, contenders, parent_fitness in tournaments:
+        assert len(population_fitness) == 4
+        assert set(contenders) <= set(population_fitness)
+        assert parent_fitness == max(contenders)
     ok = [t for t in trials if t.status == "ok"]
     # aging: the population is the 4 most recent successful trials, oldest first
     assert [f for _, f in state["population"]] == [t.val_acc for t in ok[-4:]]

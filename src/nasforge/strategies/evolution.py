@@ -13,10 +13,10 @@ from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, 
 
 @register_strategy("evolution")
 class RegularizedEvolution(Strategy):
-    """Tournament selection, one mutation per child, the oldest member dies.
+    """Tournament selection with replacement, one mutation per child, the oldest member dies.
 
     The first ``population`` asks are random samples (or warm-start genomes). Afterwards each
-    ask draws ``sample`` distinct members, mutates the fittest and evaluates the child;
+    ask draws ``sample`` members with replacement, mutates the fittest and evaluates the child;
     every successful child joins the population and, above ``population`` members, the oldest
     is removed. Failed evaluations never join.
     """
@@ -48,8 +48,8 @@ class RegularizedEvolution(Strategy):
                 return Candidate(self._seeds.pop(0), self.budget)
             return Candidate(self.sample_valid(), self.budget)
         members = list(self.population)
-        # a tournament of distinct members, as in Real et al. (2019)
-        contenders = self.rng.sample(members, min(self.sample_size, len(members)))
+        # drawn with replacement, as in Real et al. (2019) and the published REMNet code
+        contenders = [self.rng.choice(members) for _ in range(self.sample_size)]
         parent = max(contenders, key=lambda m: m[1])[0]
         return Candidate(self.mutate_valid(parent), self.budget)
 
