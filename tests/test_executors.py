@@ -361,3 +361,32 @@ def test_dask_slots_follow_an_existing_clusters_workers(monkeypatch) -> None:
     assert existing.nasforge_workers == 4
     own = executors._DaskExecutor(client, object(), workers=3)  # a LocalCluster we started
     assert own.nasforge_workers == 3
+
+
+@pytest.mark.timeout(90)
+def test_pool_workers_end_with_a_driver_killed_outright(tmp_path) -> None:
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(
+        run={"max_evals": 50, "workers": 2}, budget={"max_steps": 200, "epochs": 50, "width": 8})))
+    db = tmp_path / "d.db"
+    proc = subprocess.Popen([sys.executable, "-m", "nasforge", "search", str(cfg), "--storage",
+                             str(db), "--quiet", "--no-final"], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    deadline = time.time() + 60
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.3)
+        if db.exists():
+            with StudyStorage.open(db) as store:
+                workers = {int(t.worker.rsplit(":", 1)[1]) for t in store.trials() if t.worker}
+    assert len(workers) == 2, "both pool workers should have started evaluations"
+    proc.kill()  # SIGKILL to the driver alone: no chance to shut its pool down
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert not alive, f"pool workers outlived their killed driver: {alive}"

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from nasforge.config import RunConfig
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.execution.isolation import die_with_parent
 from nasforge.execution.devices import (
     bind_worker,
     local_rank,
@@ -97,6 +98,9 @@ def _check_devices(run: RunConfig) -> None:
 # ------------------------------------------------------------------------------- local
 def _init_local_worker(counter: Any, devices: tuple[int, ...] | None, threads: int) -> None:
     _ignore_sigint()
+    # pool processes are started from the runner's (main) thread by submit(): they end with
+    # the driver even when it is killed outright
+    die_with_parent()
     with counter.get_lock():
         index = counter.value
         counter.value += 1

@@ -111,6 +111,18 @@ def _oom_kills() -> int | None:
     return None
 
 
+def die_with_parent() -> None:
+    """Have the kernel kill this process when the thread that started it ends (Linux; a no-op
+    elsewhere): pool workers of a driver that was killed do not linger as orphans."""
+    parent = os.getppid()
+    libc = _libc()
+    if libc is None:
+        return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _child_setup(parent_pid: int) -> None:
     """Process-level settings of a fresh evaluation child."""
     # Own process group: a terminal's Ctrl-C reaches the runner (which lets running
