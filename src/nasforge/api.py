@@ -257,6 +257,11 @@ def train_final(
     return list(results.values())
 
 
+def _final_label(trial_number: int | None) -> str:
+    """How final-training lines name what they train: a study's trial or a genome file."""
+    return f"trial {trial_number}" if trial_number is not None else "genome"
+
+
 def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: int,
                      reporter: Reporter) -> None:
     """Print the epochs that final runs appended to their progress files since the last call
@@ -271,10 +276,9 @@ def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: 
                 record = json.loads(line)
             except json.JSONDecodeError:
                 break  # a line still being written: read it next time
-            which = f"trial {trial_number}" if trial_number is not None else "genome"
             reporter.message(
-                f"final: {which} seed {seed_index}: epoch {record['epoch']}/{epochs}, train loss "
-                f"{record['train_loss']:.4f}, test acc {record['val_acc']:.4f} "
+                f"final: {_final_label(trial_number)} seed {seed_index}: epoch "
+                f"{record['epoch']}/{epochs}, train loss {record['train_loss']:.4f}, test acc {record['val_acc']:.4f} "
                 f"({record['seconds']:.0f}s)")
             seen += 1
         watchers[path] = (trial_number, seed_index, seen)
@@ -298,7 +302,7 @@ def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage:
                  "error": res.get("error")},
         checkpoint=res.get("checkpoint"),
     )
-    which = f"trial {trial_number}" if trial_number is not None else "genome"
+    which = _final_label(trial_number)
     if res.get("status") == "ok" and res.get("test_acc") is not None:
         item.test_accs.append(float(res["test_acc"]))
         reporter.message(f"final: {which} seed {seed_index}: test acc "
