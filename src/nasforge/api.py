@@ -278,8 +278,8 @@ def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: 
                 break  # a line still being written: read it next time
             reporter.message(
                 f"final: {_final_label(trial_number)} seed {seed_index}: epoch "
-                f"{record['epoch']}/{epochs}, train loss {record['train_loss']:.4f}, test acc {record['val_acc']:.4f} "
-                f"({record['seconds']:.0f}s)")
+                f"{record['epoch']}/{epochs}, train loss {record['train_loss']:.4f}, "
+                f"test acc {record['val_acc']:.4f} ({record['seconds']:.0f}s)")
             seen += 1
         watchers[path] = (trial_number, seed_index, seen)
 
