@@ -26,6 +26,7 @@ import pytest
 from conftest import tiny_config_dict
 from nasforge.api import Search
 from nasforge.config import RunConfig, config_from_dict
+from nasforge.errors import StorageError
 from nasforge.execution.executors import ExecutorStartError, make_executor
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Runner
@@ -378,9 +379,13 @@ def test_pool_workers_end_with_a_driver_killed_outright(tmp_path) -> None:
     deadline = time.time() + 60
     while time.time() < deadline and len(workers) < 2:
         time.sleep(0.3)
-        if db.exists():
+        if not db.exists():
+            continue
+        try:
             with StudyStorage.open(db) as store:
                 workers = {int(t.worker.rsplit(":", 1)[1]) for t in store.trials() if t.worker}
+        except StorageError:  # the driver is still writing the new study's schema
+            continue
     assert len(workers) == 2, "both pool workers should have started evaluations"
     proc.kill()  # SIGKILL to the driver alone: no chance to shut its pool down
     proc.wait()
