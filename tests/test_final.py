@@ -41,6 +41,9 @@ def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
         runs = store.final_runs()
         best = store.best(1)[0]
     assert sorted(r.seed for r in runs) == [0, 1]
+    # the live progress files are removed once the runs are stored; the weights stay
+    final_dir = tmp_path / "f_files" / "final"
+    assert sorted(p.suffix for p in final_dir.iterdir()) == [".pt", ".pt"], list(final_dir.iterdir())
     assert all(r.trial_number == best.number == int(summary.group(1)) for r in runs)
     mean = sum(r.test_acc for r in runs) / 2
     assert abs(mean - float(summary.group(2))) < 1e-4

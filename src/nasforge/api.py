@@ -254,6 +254,8 @@ def train_final(
         _report_progress(watchers, budget.epochs, reporter)
         for future in done:
             _record_final(future, futures[future], storage, space, budget, results, reporter)
+    for progress in watchers:  # the stored runs keep their curves; the live files are spent
+        progress.unlink(missing_ok=True)
     return list(results.values())
 
 
