@@ -187,6 +187,10 @@ def test_tiny_study_end_to_end_survives_kill_and_resume(tmp_path: Path) -> None:
     proxy_rows = {r.label for r in res.rows if r.kind == "proxy"}
     assert {"synflow", "naswot", "params", "flops"} <= proxy_rows
     assert any(label.startswith("vote(") for label in proxy_rows)
+    # budgets that differ only in epochs share a plot series; "sgd 1ep 50% w4" -> "sgd 50% w4"
+    series = {r.label: r.series for r in res.rows if r.kind in ("grid", "extra")}
+    assert series["sgd 1ep 50% w4"] == "sgd 50% w4"
+    assert all(s for s in series.values())
     out = tmp_path / "out"
     written = write_outputs(res, out)
     names = {p.name for p in written}

@@ -724,6 +724,7 @@ class Row:
     metrics: RankMetrics | None
     note: str = ""
     values: dict[str, float] = field(default_factory=dict)
+    series: str = ""  # budgets that differ only in epochs share one, e.g. "adam 10% w16"
 
 
 @dataclass
@@ -781,12 +782,13 @@ def analyse(storage_path: str | Path) -> FidelityResults:
                 top_fraction=cfg.top_fraction, seed=cfg.seed)
     rows: list[Row] = []
 
-    def row(kind: str, label: str, values: dict[str, float], cost: float, note: str = "") -> None:
+    def row(kind: str, label: str, values: dict[str, float], cost: float, note: str = "",
+            series: str = "") -> None:
         ks = [k for k in common if k in values and math.isfinite(values[k])]
         m = None
         if len(ks) >= 3:
             m = rank_metrics([reference[k] for k in ks], [values[k] for k in ks], **opts)
-        rows.append(Row(kind, label, cost, m, note, values))
+        rows.append(Row(kind, label, cost, m, note, values, series))
 
     if len(seeds) >= 2 and common:
         ks = [k for k in common]
@@ -808,7 +810,8 @@ def analyse(storage_path: str | Path) -> FidelityResults:
                       if rb.epoch != rb.run.epochs else ""))
         if len(values) < len(common):
             note = (note + "; " if note else "") + f"{len(values)}/{len(common)} finished"
-        row(rb.kind, rb.label, values, seconds / ref_part if ref_part else float("nan"), note)
+        row(rb.kind, rb.label, values, seconds / ref_part if ref_part else float("nan"), note,
+            series=f"{rb.optimizer} {rb.data_fraction:.0%} w{rb.width}")
     proxy_values: dict[str, dict[str, float]] = {}
     proxy_seconds: dict[str, float] = {}
     missing: dict[str, list[str]] = {}
@@ -958,7 +961,7 @@ def _plots(res: FidelityResults, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(1, 1.2))
     markers = {"grid": "o", "extra": "s", "proxy": "^"}
     for kind, colour in (("grid", "tab:blue"), ("extra", "tab:green"), ("proxy", "tab:red")):
         rows = [r for r in res.rows if r.kind == kind and r.metrics is not None and r.cost > 0]
@@ -968,18 +971,40 @@ def _plots(res: FidelityResults, out: Path) -> list[Path]:
                     yerr=[[max(0.0, r.metrics.tau_b - r.metrics.tau_lo) for r in rows],
                           [max(0.0, r.metrics.tau_hi - r.metrics.tau_b) for r in rows]],
                     fmt=markers[kind], color=colour, label=kind, alpha=0.8, capsize=2)
+        if kind == "proxy":  # budgets crowd together: the right panel names them
+            for r in rows:
+                ax.annotate(r.label, (r.cost, r.metrics.tau_b), fontsize=6, alpha=0.7,
+                            xytext=(3, 2), textcoords="offset points")
+    # right: the budgets only, one line per (optimizer, data fraction, width) through its epochs
+    series: dict[str, list[Row]] = {}
+    for r in res.rows:
+        if r.kind in ("grid", "extra") and r.metrics is not None and r.cost > 0:
+            series.setdefault(r.series or r.label, []).append(r)
+    colours = plt.get_cmap("tab10").colors
+    optimizers = sorted({name.split()[0] for name in series})
+    for name, rows in sorted(series.items()):
+        rows.sort(key=lambda r: r.cost)
+        colour = colours[optimizers.index(name.split()[0]) % len(colours)]
+        style = "-" if "10%" in name or len(rows) == 1 else "--"
+        zoom.plot([r.cost for r in rows], [r.metrics.tau_b for r in rows], style, marker="o",
+                  color=colour, label=name, alpha=0.85, markersize=4)
         for r in rows:
-            ax.annotate(r.label, (r.cost, r.metrics.tau_b), fontsize=6, alpha=0.7,
-                        xytext=(3, 2), textcoords="offset points")
+            epochs = r.label.split()[1] if len(r.label.split()) > 1 else r.label
+            zoom.annotate(epochs, (r.cost, r.metrics.tau_b), fontsize=6, alpha=0.7,
+                          xytext=(2, 2), textcoords="offset points")
     noise = next((r for r in res.rows if r.kind == "noise ceiling" and r.metrics), None)
-    if noise is not None:
-        ax.axhline(noise.metrics.tau_b, color="grey", ls="--", label="noise ceiling")
-    ax.axhline(0.7, color="black", ls=":", label="tau-b 0.7 (published)")
-    ax.set_xscale("log")
-    ax.set_xlabel("cost relative to one reference run (wall-clock, log scale)")
+    for a in (ax, zoom):
+        if noise is not None:
+            a.axhline(noise.metrics.tau_b, color="grey", ls="--", label="noise ceiling")
+        a.axhline(0.7, color="black", ls=":", label="tau-b 0.7 (published)")
+        a.set_xscale("log")
+        a.set_xlabel("cost relative to one reference run (wall-clock, log scale)")
     ax.set_ylabel("Kendall tau-b vs reference")
-    ax.set_title(f"{res.name}: rank agreement against cost")
+    ax.set_title("all budgets and proxies (bars: bootstrap CI)", fontsize=9)
+    zoom.set_title("reduced budgets, labelled by epochs (CIs in fidelity.md)", fontsize=9)
     ax.legend(fontsize=7)
+    zoom.legend(fontsize=6, ncol=2, loc="lower right")
+    fig.suptitle(f"{res.name}: rank agreement against cost")
     fig.tight_layout()
     fig.savefig(out / "rank_vs_cost.png", dpi=110)
     plt.close(fig)
