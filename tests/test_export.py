@@ -175,6 +175,48 @@ def test_state_dict_prefers_final_weights_and_round_trips(trained_study: dict[st
             conn.execute("DELETE FROM final_runs")
 
 
+def test_final_weights_over_the_search_max_params_still_export(
+        trained_study: dict[str, Any], tmp_path: Path) -> None:
+    """max_params limits the search's candidates; a final training at a larger width may
+    exceed it, and its weights must still export and load again."""
+    space, genome, splits = (trained_study[k] for k in ("space", "genome", "splits"))
+    params_at_search_width = sum(p.numel() for p in trained_study["model"].parameters())
+    raw = tiny_config_dict(data=DATA)
+    raw["space"]["settings"]["max_params"] = params_at_search_width
+    config = config_from_dict(raw, "limit-test")
+    limited = get_space(config.space.name, **config.space.settings)
+    assert not limited.validate_for(genome, splits.input_shape, splits.num_classes, WIDTH)
+    assert limited.validate_for(genome, splits.input_shape, splits.num_classes, 8)  # over it
+
+    set_determinism(2)
+    final_model = space.build(genome, splits.input_shape, splits.num_classes, 8).eval()
+    ckpt = tmp_path / "limit_files" / "final" / "g_w8_s0.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save(final_model.state_dict(), ckpt)
+    study = tmp_path / "limit.db"
+    with StudyStorage.create(study, name="limit-test", config=config.to_dict(), identity={},
+                             identity_hash="x", provenance={}) as storage:
+        number = storage.add_trial(genome_key=genome_key(space, genome),
+                                   genome=space.genome_to_dict(space.canonical(genome)),
+                                   budget=config.budget.to_dict(), strategy_state=None)
+        now = time.time()
+        storage.finish_trial(number, status="ok", val_acc=0.5, params=params_at_search_width,
+                             flops=None, metrics={}, curve=[], error=None, stderr=None,
+                             worker="h:1", attempts=1, started_at=now - 1, finished_at=now,
+                             checkpoint=None, strategy_state=None)
+        trial = storage.trial(number)
+        storage.add_final_run(trial_number=number, genome_key=trial.genome_key,
+                              genome=trial.genome, budget=Budget(epochs=1, width=8).to_dict(),
+                              seed=0, status="ok", val_acc=None, test_acc=0.7, params=None,
+                              metrics={}, checkpoint=str(ckpt))
+    res = export_model(study, tmp_path / "net.sd", "state_dict", trial=number)
+    assert res.meta["width"] == 8 and res.meta["source"]["weights"] == "final"
+    rebuilt, _ = load_state_dict_export(tmp_path / "net.sd")
+    x = normalize(splits.test_x[:8], splits.mean, splits.std)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), final_model(x))
+
+
 def test_export_errors(trained_study: dict[str, Any], tmp_path: Path) -> None:
     from nasforge.errors import ConfigError, StorageError
 

@@ -124,12 +124,12 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         from nasforge.evaluation.metrics import count_flops
         from nasforge.evaluation.trainer import set_determinism, train
         from nasforge.execution.devices import evaluation_device
-        from nasforge.spaces import get_space
+        from nasforge.spaces import chosen_network_space, get_space
 
-        settings = dict(task.space_settings)
-        if task.final:
-            settings.pop("max_params", None)  # a search limit, not a limit on the chosen network
-        space = get_space(task.space_name, **settings)
+        if task.final:  # the search's limits (max_params) do not bind the chosen network
+            space = chosen_network_space(task.space_name, dict(task.space_settings))
+        else:
+            space = get_space(task.space_name, **task.space_settings)
         genome = space.genome_from_dict(task.genome)
         budget = Budget.from_dict(task.budget)
         load_started = time.time()

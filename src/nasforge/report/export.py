@@ -150,7 +150,7 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
     from nasforge.data import normalize
     from nasforge.execution.tasks import load_splits
     from nasforge.report.draw import genome_text
-    from nasforge.spaces import get_space
+    from nasforge.spaces import chosen_network_space
 
     study_path = Path(study_path)
     with StudyStorage.open(study_path) as storage:
@@ -165,7 +165,7 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
     except (DataError, ConfigError) as exc:
         raise ExportError(f"cannot load the study's data set to get its input shape and "
                           f"normalisation ({exc}); point --data-dir at it") from None
-    space = get_space(config.space.name, **config.space.settings)
+    space = chosen_network_space(config.space.name, dict(config.space.settings))
     genome = space.genome_from_dict(source.trial.genome)
     input_shape = tuple(int(d) for d in splits.input_shape)
     model = space.build(genome, input_shape, int(splits.num_classes), source.width)
@@ -339,7 +339,7 @@ def load_state_dict_export(path: str | Path) -> tuple[Any, dict[str, Any]]:
     (the module in eval mode, its metadata)."""
     import torch
 
-    from nasforge.spaces import get_space
+    from nasforge.spaces import chosen_network_space
 
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -348,7 +348,7 @@ def load_state_dict_export(path: str | Path) -> tuple[Any, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("format") != STATE_DICT_FORMAT:
         raise ExportError(f"{path} is not a nasforge state_dict export")
     meta = data["meta"]
-    space = get_space(meta["space"]["name"], **meta["space"]["settings"])
+    space = chosen_network_space(meta["space"]["name"], dict(meta["space"]["settings"]))
     genome = space.genome_from_dict(meta["genome"])
     model = space.build(genome, tuple(meta["input_shape"]), int(meta["num_classes"]),
                         int(meta["width"]))

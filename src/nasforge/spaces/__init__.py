@@ -5,7 +5,13 @@ Importing this package registers the built-in spaces ("global").
 
 from __future__ import annotations
 
-from nasforge.spaces.base import SearchSpace, available_spaces, get_space, register_space
+from nasforge.spaces.base import (
+    SearchSpace,
+    available_spaces,
+    chosen_network_space,
+    get_space,
+    register_space,
+)
 from nasforge.spaces.global_dag import GlobalGenome, GlobalSpace, remnet_best_genome
 from nasforge.spaces.merge import MERGE_POLICIES, MergePolicy
 from nasforge.spaces.ops import register_operation
@@ -17,6 +23,7 @@ __all__ = [
     "MergePolicy",
     "SearchSpace",
     "available_spaces",
+    "chosen_network_space",
     "get_space",
     "register_operation",
     "register_space",

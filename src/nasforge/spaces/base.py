@@ -114,3 +114,15 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
         return _SPACES[name](**settings)
     except TypeError as exc:
         raise ConfigError(f"bad settings for space {name!r}: {exc}") from None
+
+
+SEARCH_ONLY_SETTINGS: frozenset[str] = frozenset({"max_params"})
+"""Space settings that limit the candidates of a search, not a network once it is chosen."""
+
+
+def chosen_network_space(name: str, settings: dict[str, Any]) -> SearchSpace:
+    """The space for building a network already chosen (final training, export, loading an
+    export): the search's limits on candidates are dropped, e.g. a final training at a larger
+    width may exceed the search's ``max_params``."""
+    kept = {k: v for k, v in settings.items() if k not in SEARCH_ONLY_SETTINGS}
+    return get_space(name, **kept)
