@@ -57,13 +57,30 @@ def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
         assert acc == pytest.approx(run.test_acc, abs=1e-6)
         assert run.metrics["epochs_run"] == 2
 
+    # a resumed search does not train its stored final runs again; a third seed trains only
+    # that seed; --retrain trains a stored run again
+    assert main(["search", str(cfg), "--storage", str(db), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert len(re.findall(r"final: trial \d+ seed [01]: test acc [0-9.]+ \(stored, not retrained\)",
+                          err)) == 2, err
+    assert "epoch 1/2" not in err
+    assert main(["train", str(db), "--best", "--seeds", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "seed 2: epoch 2/2" in err and "seed 0: epoch" not in err and "seed 1: epoch" not in err
+    assert main(["train", str(db), "--best", "--seeds", "1", "--retrain"]) == 0
+    assert "seed 0: epoch 2/2" in capsys.readouterr().err
+    with StudyStorage.open(db) as store:
+        assert sorted(r.seed for r in store.final_runs()) == [0, 0, 1, 2]
+        retrained = [r for r in store.final_runs() if r.seed == 0]
+    assert retrained[0].test_acc == pytest.approx(retrained[1].test_acc, abs=1e-6)  # same seed
+
     # more final runs of the same study: the top 2 trials, one seed, other flags
     assert main(["train", str(db), "--top", "2", "--seeds", "1", "--epochs", "1", "--width", "4",
                  "--max-steps", "2"]) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"^trial \d+: test acc [0-9.]+ ± 0\.0000 over 1 seed\(s\)", out, re.M)) == 2
     with StudyStorage.open(db) as store:
-        assert len(store.final_runs()) == 4
+        assert len(store.final_runs()) == 6
 
     # a genome file, into a study file of its own, data and final budget from a config file
     genome_file = tmp_path / "g.json"

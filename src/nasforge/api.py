@@ -224,16 +224,32 @@ def train_final(
     executor: Executor,
     study_seed: int = 0,
     reporter: Reporter | None = None,
+    retrain: bool = False,
 ) -> list[FinalResult]:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
-    measure test accuracy and store every run in the study."""
+    measure test accuracy and store every run in the study.
+
+    A run the study already holds (same genome, budget and seed, ``ok``, its weights still
+    on disk) is not trained again, unless ``retrain``: the same seed gives the same network,
+    so a resumed search or a second ``train`` with more seeds only trains what is missing."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(storage.path) / "final"
+    stored = {} if retrain else _stored_final_runs(storage, budget)
+    results: dict[str, FinalResult] = {}
     futures = {}
     watchers: dict[Path, tuple[int | None, int, int]] = {}
     for trial_number, genome in entries:
         gkey = genome_key(space, genome)
         for seed_index in range(seeds):
+            if (gkey, seed_index) in stored:
+                run = stored[(gkey, seed_index)]
+                item = results.setdefault(gkey, FinalResult(
+                    trial_number, space.genome_to_dict(genome),
+                    space.describe(genome, budget.width), run.params, [], []))
+                item.test_accs.append(float(run.test_acc))  # type: ignore[arg-type]
+                reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: test acc "
+                                 f"{run.test_acc:.4f} (stored, not retrained)")
+                continue
             ckpt = weights / f"{gkey}_w{budget.width}_s{seed_index}.pt"
             progress = ckpt.with_suffix(".progress.jsonl")
             progress.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +263,6 @@ def train_final(
             )
             futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
             watchers[progress] = (trial_number, seed_index, 0)
-    results: dict[str, FinalResult] = {}
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
@@ -257,6 +272,21 @@ def train_final(
     for progress in watchers:  # the stored runs keep their curves; the live files are spent
         progress.unlink(missing_ok=True)
     return list(results.values())
+
+
+def _stored_final_runs(storage: StudyStorage, budget: Budget) -> dict[tuple[str, int], Any]:
+    """The study's finished final runs under ``budget`` whose weights are still on disk, by
+    (genome key, seed index)."""
+    from nasforge.report.export import resolve_checkpoint
+
+    wanted = budget_key(budget.to_dict())
+    stored = {}
+    for run in storage.final_runs():
+        if (run.status == "ok" and run.test_acc is not None and budget_key(run.budget) == wanted
+                and (run.checkpoint is None
+                     or resolve_checkpoint(run.checkpoint, Path(storage.path)) is not None)):
+            stored[(run.genome_key, run.seed)] = run
+    return stored
 
 
 def _final_label(trial_number: int | None) -> str:

@@ -410,7 +410,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         reporter.message(f"training {len(entries)} genome(s) x {seeds} seed(s): {budget.epochs} "
                          f"epoch(s), {budget.optimizer}, width {budget.width}, on the whole training set")
         results = train_final(storage, space, entries, budget, seeds, data_dict(config), executor,
-                              config.seed, reporter)
+                              config.seed, reporter, retrain=args.retrain)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         storage.close()
@@ -524,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--head", default=None)
     tr.add_argument("--storage", default=None, help="where to store results of a genome file")
     tr.add_argument("--data-dir", default=None)
+    tr.add_argument("--retrain", action="store_true",
+                    help="train again runs the study already holds (same genome, budget, seed)")
     _add_budget_flags(tr)
     tr.set_defaults(func=cmd_train)
 
