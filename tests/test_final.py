@@ -4,15 +4,19 @@ genome file: whole training set, test accuracy over seeds, checkpoints, stored i
 from __future__ import annotations
 
 import json
+import random
 import re
+from concurrent.futures import Executor, Future
 
 import pytest
 import torch
 import yaml
 
 from conftest import tiny_config_dict
+from nasforge.api import train_final
 from nasforge.cli import main
 from nasforge.config import config_from_dict
+from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.metrics import evaluate_accuracy
 from nasforge.execution.tasks import load_splits
 from nasforge.spaces import get_space
@@ -92,3 +96,26 @@ def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
         (run,) = store.final_runs()
         assert run.trial_number is None and run.status == "ok"
         assert run.budget["epochs"] == 1 and run.budget["width"] == 6  # flags over the config
+
+
+def test_final_progress_files_are_removed_after_an_interrupt(tmp_path) -> None:
+    """A Ctrl-C during final training leaves no live progress files beside the weights."""
+
+    class InterruptedExecutor(Executor):
+        def submit(self, fn, /, *args, **kwargs):  # the run "ends" with a Ctrl-C
+            future: Future = Future()
+            future.set_exception(KeyboardInterrupt())
+            return future
+
+    raw = tiny_config_dict()
+    config = config_from_dict(raw, "i")
+    space = get_space(config.space.name, **config.space.settings)
+    genome = space.sample(random.Random(0))
+    db = tmp_path / "i.db"
+    with StudyStorage.create(db, name="i", config=config.to_dict(), identity={},
+                             identity_hash="x", provenance={}) as storage:
+        with pytest.raises(KeyboardInterrupt):
+            train_final(storage, space, [(None, genome)], Budget(epochs=1, width=4), 2,
+                        config.data.task_dict(), InterruptedExecutor())
+    final_dir = tmp_path / "i_files" / "final"
+    assert final_dir.is_dir() and not list(final_dir.glob("*.progress.jsonl"))

@@ -264,13 +264,15 @@ def train_final(
             futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
             watchers[progress] = (trial_number, seed_index, 0)
     pending = set(futures)
-    while pending:
-        done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-        _report_progress(watchers, budget.epochs, reporter)
-        for future in done:
-            _record_final(future, futures[future], storage, space, budget, results, reporter)
-    for progress in watchers:  # the stored runs keep their curves; the live files are spent
-        progress.unlink(missing_ok=True)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
+            _report_progress(watchers, budget.epochs, reporter)
+            for future in done:
+                _record_final(future, futures[future], storage, space, budget, results, reporter)
+    finally:  # stored runs keep their curves; the live files are spent, also after a Ctrl-C
+        for progress in watchers:
+            progress.unlink(missing_ok=True)
     return list(results.values())
 
 
