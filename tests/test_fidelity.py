@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from nasforge.errors import ConfigError
 from nasforge.storage.sqlite import StudyStorage
 from nasforge.studies.fidelity import (
+    best_half_tau,
     analyse,
     available_study_presets,
     bootstrap_ci,
@@ -50,6 +52,20 @@ def test_top_overlap_by_hand() -> None:
     assert top_overlap(ref, ref, 0.2) == 1.0
     assert top_overlap(ref, [0.8, 0.9, 0, 0, 0, 0, 0, 0, 0, 1.0], 0.2) == 0.5
     assert top_overlap(ref, list(reversed(ref)), 0.1) == 0.0
+
+
+def test_best_half_tau_by_hand() -> None:
+    # the reference's best half of 6 is the architectures with references 6, 5, 4; the other
+    # ranking orders them 4 > 6 > 5: pairs (6,5) concordant, (6,4) and (5,4) discordant
+    ref = [1, 2, 3, 4, 5, 6]
+    other = [9, 9, 9, 0.9, 0.1, 0.5]  # the bottom half's values must not matter
+    assert best_half_tau(ref, other) == pytest.approx((1 - 2) / 3)
+    assert rank_metrics(ref, other, resamples=200).tau_b_best_half == pytest.approx(-1 / 3)
+    assert best_half_tau(ref, ref) == pytest.approx(1.0)
+    assert math.isnan(best_half_tau([1, 2, 3, 4], [1, 2, 3, 4]))  # 2 architectures: undefined
+    # the half chosen by other scores (the noise ceiling's mean of seeds): indices 0, 1, 2
+    assert best_half_tau(ref, [3, 1, 2, 0, 0, 0], half_by=[6, 5, 4, 3, 2, 1]) == pytest.approx(
+        (1 - 2) / 3)
 
 
 def test_bootstrap_interval_contains_the_point_estimate() -> None:
@@ -199,7 +215,7 @@ def test_tiny_study_end_to_end_survives_kill_and_resume(tmp_path: Path) -> None:
     text = (out / "fidelity.md").read_text()
     assert "Noise ceiling" in text and "sgd 1ep 50% w4" in text
     header = (out / "fidelity.csv").read_text().splitlines()[0]
-    assert header.startswith("kind,budget_or_proxy,n,tau_b")
+    assert header.startswith("kind,budget_or_proxy,n,tau_b") and header.endswith(",tau_b_best_half")
 
     # `nasforge study report STUDY.db` regenerates the same tables
     import argparse

@@ -636,6 +636,7 @@ class RankMetrics:
     rho_lo: float
     rho_hi: float
     top_overlap: float
+    tau_b_best_half: float = float("nan")
 
 
 def _tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -670,6 +671,21 @@ def top_overlap(reference: Sequence[float], other: Sequence[float], fraction: fl
     return len(top_r & top_o) / k
 
 
+def best_half_tau(reference: Sequence[float], other: Sequence[float],
+                  half_by: Sequence[float] | None = None) -> float:
+    """Kendall tau-b over the architectures in the reference's best half (the ``ceil(n/2)``
+    highest references, ties broken by position): how well ``other`` orders the networks a
+    search has to choose between; nan below 3 architectures. ``half_by``: pick the half by
+    these scores instead (the noise ceiling: seed 0 against seed 1 on the half chosen by
+    the mean of the seeds, the same architectures as every other row)."""
+    n = len(reference)
+    order = reference if half_by is None else half_by
+    best = sorted(range(n), key=lambda i: -order[i])[:math.ceil(n / 2)]
+    if len(best) < 3:
+        return float("nan")
+    return _tau([reference[i] for i in best], [other[i] for i in best])
+
+
 def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: str, *,
                  resamples: int = 1000, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
@@ -702,16 +718,17 @@ def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: str, *,
 
 def rank_metrics(reference: Sequence[float], other: Sequence[float], *, resamples: int = 1000,
                  confidence: float = 0.95, top_fraction: float = 0.1,
-                 seed: int = 0) -> RankMetrics:
+                 seed: int = 0, half_by: Sequence[float] | None = None) -> RankMetrics:
     """Kendall tau-b and Spearman rho of ``other`` against ``reference`` (scipy.stats), their
-    bootstrap intervals and the top-``top_fraction`` overlap."""
+    bootstrap intervals, the top-``top_fraction`` overlap and tau-b over the best half."""
     tau_lo, tau_hi = bootstrap_ci(reference, other, "tau_b", resamples=resamples,
                                   confidence=confidence, seed=seed)
     rho_lo, rho_hi = bootstrap_ci(reference, other, "rho", resamples=resamples,
                                   confidence=confidence, seed=seed)
     return RankMetrics(len(reference), _tau(reference, other), tau_lo, tau_hi,
                        _rho(reference, other), rho_lo, rho_hi,
-                       top_overlap(reference, other, top_fraction))
+                       top_overlap(reference, other, top_fraction),
+                       best_half_tau(reference, other, half_by))
 
 
 @dataclass
@@ -792,7 +809,8 @@ def analyse(storage_path: str | Path) -> FidelityResults:
 
     if len(seeds) >= 2 and common:
         ks = [k for k in common]
-        m = rank_metrics([seeds[0][k] for k in ks], [seeds[1][k] for k in ks], **opts)
+        m = rank_metrics([seeds[0][k] for k in ks], [seeds[1][k] for k in ks], **opts,
+                         half_by=[reference[k] for k in ks])
         rows.append(Row("noise ceiling", "reference seed 0 vs seed 1", 1.0, m,
                         "tau-b between two seeds of the reference budget", seeds[1]))
     for rb in plan.reduced:
@@ -849,15 +867,16 @@ def analyse(storage_path: str | Path) -> FidelityResults:
 
 # ===================================================================================== output
 _COLUMNS = ["kind", "budget_or_proxy", "n", "tau_b", "tau_b_lo", "tau_b_hi", "spearman_rho",
-            "rho_lo", "rho_hi", "top_overlap", "relative_cost", "note"]
+            "rho_lo", "rho_hi", "top_overlap", "relative_cost", "note", "tau_b_best_half"]
 
 
 def _row_cells(r: Row) -> list[Any]:
     m = r.metrics
     if m is None:
-        return [r.kind, r.label, 0, "", "", "", "", "", "", "", _num(r.cost), r.note]
+        return [r.kind, r.label, 0, "", "", "", "", "", "", "", _num(r.cost), r.note, ""]
     return [r.kind, r.label, m.n, _num(m.tau_b), _num(m.tau_lo), _num(m.tau_hi), _num(m.rho),
-            _num(m.rho_lo), _num(m.rho_hi), _num(m.top_overlap), _num(r.cost), r.note]
+            _num(m.rho_lo), _num(m.rho_hi), _num(m.top_overlap), _num(r.cost), r.note,
+            _num(m.tau_b_best_half)]
 
 
 def _num(v: float) -> str:
@@ -899,7 +918,38 @@ def summary_lines(res: FidelityResults, threshold: float = 0.7) -> list[str]:
             f"{', '.join(better) if better else 'none'}"
             + (f" (lower CI bound above it: {', '.join(clear) or 'none'})" if better else "")
             + ".")
+    lines += _best_half_summary(res, budgets, proxies, threshold)
     return lines
+
+
+def _best_half_summary(res: FidelityResults, budgets: list[Row], proxies: dict[str, Row],
+                       threshold: float) -> list[str]:
+    """The same findings over the reference's best half of the architectures."""
+    half = math.ceil(len(res.reference) / 2)
+    if half < 3:
+        return []
+    parts = []
+    noise = next((r for r in res.rows if r.kind == "noise ceiling" and r.metrics), None)
+    if noise is not None:
+        parts.append(f"noise ceiling {noise.metrics.tau_b_best_half:.3f}")
+    scored = [r for r in budgets if not math.isnan(r.metrics.tau_b_best_half)]
+    reached = sorted((r for r in scored if r.metrics.tau_b_best_half >= threshold),
+                     key=lambda r: r.cost)
+    if reached:
+        parts.append(f"cheapest budget with tau-b >= {threshold}: {reached[0].label} "
+                     f"({reached[0].metrics.tau_b_best_half:.3f}, cost {reached[0].cost:.3f})")
+    elif scored:
+        top = max(scored, key=lambda r: r.metrics.tau_b_best_half)
+        parts.append(f"no budget reaches {threshold}, the best is {top.label} "
+                     f"({top.metrics.tau_b_best_half:.3f}, cost {top.cost:.3f})")
+    base = proxies.get("params")
+    if base is not None and not math.isnan(base.metrics.tau_b_best_half):
+        better = [n for n, r in proxies.items() if n not in ("params", "flops")
+                  and r.metrics.tau_b_best_half > base.metrics.tau_b_best_half]
+        parts.append(f"parameter count {base.metrics.tau_b_best_half:.3f}, proxies above it: "
+                     f"{', '.join(better) if better else 'none'}")
+    return [f"Among the best half by reference ({half} architectures, tau-b): "
+            + "; ".join(parts) + "."] if parts else []
 
 
 def write_outputs(res: FidelityResults, out_dir: str | Path) -> list[Path]:
@@ -930,24 +980,26 @@ def write_outputs(res: FidelityResults, out_dir: str | Path) -> list[Path]:
                        + [_num(r.values.get(k, float("nan"))) for r in budget_rows + proxies])
     written.append(out / "architectures.csv")
 
+    top_pct = f"{res.config.get('analysis', {}).get('top_fraction', 0.1):.0%}"
     header = "| " + " | ".join(["kind", "budget / proxy", "n", "tau-b [CI]", "rho [CI]",
-                                "top-10% overlap", "rel. cost", "note"]) + " |"
+                                f"top-{top_pct} overlap", "tau-b, best half", "rel. cost",
+                                "note"]) + " |"
     lines = [f"# Fidelity study `{res.name}`", "",
              f"{len(res.reference)} architectures with every reference seed finished; trials: "
              f"{res.trials_ok} ok, {res.trials_failed} failed, {res.trials_planned} planned. "
              f"One reference seed costs {res.reference_seconds:.1f} s for all architectures "
              "(relative costs below are measured wall-clock against it).",
              "", *[f"- {s}" for s in summary_lines(res)], "", header,
-             "|" + "---|" * 8]
+             "|" + "---|" * 9]
     for r in res.rows:
         m = r.metrics
         if m is None:
-            lines.append(f"| {r.kind} | {r.label} | 0 | | | | {_num(r.cost)} | {r.note} |")
+            lines.append(f"| {r.kind} | {r.label} | 0 | | | | | {_num(r.cost)} | {r.note} |")
             continue
         lines.append(
             f"| {r.kind} | {r.label} | {m.n} | {m.tau_b:.3f} [{m.tau_lo:.2f}, {m.tau_hi:.2f}] | "
             f"{m.rho:.3f} [{m.rho_lo:.2f}, {m.rho_hi:.2f}] | {m.top_overlap:.2f} | "
-            f"{_num(r.cost)} | {r.note} |")
+            f"{_num(m.tau_b_best_half)} | {_num(r.cost)} | {r.note} |")
     (out / "fidelity.md").write_text("\n".join(lines) + "\n")
     written.append(out / "fidelity.md")
     written += _plots(res, out)
