@@ -141,6 +141,101 @@ def test_an_evaluation_that_raises_is_stored_failed_and_search_goes_on(tmp_path,
         assert all("RuntimeError" in (t.stderr or "") for t in failed)
 
 
+def _score_without_training(task) -> dict[str, Any]:
+    """A made-up fitness per network (no training), so a long search takes a second."""
+    import hashlib
+
+    from nasforge.execution.runner import genome_key
+    from nasforge.spaces import get_space
+
+    space = get_space(task.space_name, **task.space_settings)
+    key = genome_key(space, space.genome_from_dict(task.genome))
+    now = time.time()
+    return {"status": "ok", "val_acc": int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32,
+            "params": 1, "flops": 1, "metrics": {}, "curve": [], "started_at": now,
+            "finished_at": now}
+
+
+def _merges(genome: Any, space: Any) -> bool:
+    """Whether the network of ``genome`` has a node (or the output) with several inputs."""
+    inputs: dict[str, int] = {}
+    for edge in space.canonical(genome).edges:
+        inputs[edge.dst] = inputs.get(edge.dst, 0) + 1
+    return any(n > 1 for n in inputs.values())
+
+
+@pytest.mark.timeout(120)
+def test_evolution_reaches_branching_networks(tmp_path) -> None:
+    """Sampling makes chains; branches come only from re-enabling an edge a split disabled, so
+    the strategy must be told the genome it proposed (inactive genes included), not the
+    pruned canonical form (with which no search ever left the chains)."""
+    cfg = config_from_dict(tiny_config_dict(
+        strategy={"name": "evolution", "settings": {"population": 8, "sample": 3}},
+        space={"name": "global", "settings": {"max_nodes": 8, "head": "gap"}},
+        run={"max_evals": 120, "workers": 1, "keep_best": 0},
+    ), "b")
+    search = Search(cfg, tmp_path / "b.db")
+    runner = Runner(config=cfg, storage=search.storage, space=search.space,
+                    strategy=search.strategy, executor=ThreadPoolExecutor(1),
+                    evaluate=_score_without_training)
+    summary = runner.run()
+    space = search.space
+    trials = search.storage.trials()
+    population = list(search.strategy.population)
+    search.close()
+    assert summary.ok == 120
+    genomes = [space.genome_from_dict(t.genome) for t in trials]
+    assert not any(_merges(g, space) for g in genomes[:8])  # the random initial population
+    assert sum(_merges(g, space) for g in genomes) >= 5
+    # the stored trials and the population keep the disabled genes of their lineage
+    assert any(not e.enabled for g, _ in population for e in g.edges)
+    assert any(not e.enabled for g in genomes for e in g.edges)
+
+
+def test_evolution_ignores_a_non_finite_fitness(tiny_config) -> None:
+    from nasforge.evaluation.budget import Budget
+    from nasforge.spaces import get_space
+    from nasforge.strategies import Observation, Problem, get_strategy
+
+    space = get_space("global", max_nodes=6, head="gap")
+    strategy = get_strategy("evolution", space, Budget(width=4), Problem((1, 8, 8), 3), 0,
+                            population=4, sample=2)
+    genome = strategy.ask().genome
+    for number, fitness in enumerate([float("nan"), float("inf"), 0.5]):
+        strategy.tell(Observation(number=number, genome=genome, budget=Budget(width=4),
+                                  status="ok", fitness=fitness, metrics={}))
+    assert [f for _, f in strategy.population] == [0.5]
+
+
+def _stop_then_die(task) -> dict[str, Any]:
+    """Ctrl-C arrives, then the worker dies: the evaluation is lost because of the stop."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.3)
+    raise RuntimeError("worker died")
+
+
+@pytest.mark.timeout(120)
+def test_an_evaluation_lost_while_stopping_is_left_for_resume(tmp_path) -> None:
+    cfg = config_from_dict(tiny_config_dict(run={"max_evals": 3, "workers": 1}), "s")
+    db = tmp_path / "s.db"
+    search = Search(cfg, db)
+    runner = Runner(config=cfg, storage=search.storage, space=search.space,
+                    strategy=search.strategy, executor=ThreadPoolExecutor(1),
+                    evaluate=_stop_then_die)
+    summary = runner.run()
+    search.close()
+    assert summary.stop_reason == "interrupted" and summary.failed == 0
+    with StudyStorage.open(db) as store:
+        assert [t.status for t in store.trials()] == ["running"]  # not a failure
+    search = Search(cfg, db, resume=True)
+    summary = search.run()
+    search.close()
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+    assert summary.ok == 3 and [t.status for t in trials] == ["ok"] * 3
+    assert trials[0].attempts == 2  # the cut-short evaluation ran again
+
+
 def _wait_for(db: Path, proc: subprocess.Popen, finished_more_than: int, timeout: float = 90) -> bool:
     """Wait until the study has more than ``finished_more_than`` finished trials and one running."""
     deadline = time.time() + timeout

@@ -323,7 +323,10 @@ def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage:
                   reporter: Reporter) -> None:
     """Store one finished final run and add it to ``results``."""
     trial_number, genome, gkey, seed_index = entry
-    res = future.result()
+    try:
+        res = future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost run (dead worker) fails alone
+        res = {"status": "failed", "error": f"final run lost: {type(exc).__name__}: {exc}"}
     item = results.setdefault(gkey, FinalResult(
         trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
         res.get("params"), [], [],

@@ -205,7 +205,10 @@ class Runner:
 
     def _ask_one(self) -> None:
         candidate = self.strategy.ask()
-        genome = self.space.canonical(candidate.genome)
+        # the proposal as the strategy made it, inactive genes included: it is what the
+        # strategy is told and stores (its lineage: a disabled edge may be re-enabled by a
+        # later mutation); the canonical form only names the network, for the key and reuse
+        genome = candidate.genome
         gkey = genome_key(self.space, genome)
         bdict = candidate.budget.to_dict()
         existing = self.storage.find_finished(gkey, bdict)
@@ -233,7 +236,10 @@ class Runner:
         try:
             result = future.result()
         except Exception as exc:  # the executor lost the evaluation (a dead worker)
-            if flight.attempt <= self.max_retries and not self._stopping():
+            if self._stopping():  # most likely the stop itself: leave it for --resume
+                self._leave_for_resume(flight, f"lost ({type(exc).__name__}: {exc})")
+                return None
+            if flight.attempt <= self.max_retries:
                 self.logger.warning("trial %d lost (%s); retrying", flight.number, exc)
                 self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
                              flight.attempt + 1)
@@ -241,11 +247,14 @@ class Runner:
                 return None
             result = {
                 "status": "failed",
-                "error": f"evaluation lost twice: {type(exc).__name__}: {exc}",
+                "error": f"evaluation lost {flight.attempt} times: {type(exc).__name__}: {exc}",
                 "started_at": None,
                 "finished_at": time.time(),
             }
-        if result.get("retry") and flight.attempt <= self.max_retries and not self._stopping():
+        if result.get("retry") and self._stopping():
+            self._leave_for_resume(flight, f"killed ({result.get('error')})")
+            return None
+        if result.get("retry") and flight.attempt <= self.max_retries:
             self.logger.warning("trial %d killed (%s); retrying", flight.number, result.get("error"))
             self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
                          flight.attempt + 1)
@@ -282,6 +291,11 @@ class Runner:
             self.logger.warning("trial %d failed: %s", record.number, record.error)
         self._prune_weights()
         return record
+
+    def _leave_for_resume(self, flight: _Flight, what: str) -> None:
+        """An evaluation cut short while stopping stays ``running`` in the study, so
+        ``--resume`` evaluates it again instead of recording a failure it did not cause."""
+        self.logger.warning("trial %d %s while stopping; left for --resume", flight.number, what)
 
     def _prune_weights(self) -> None:
         keep = {t.number for t in self.storage.best(self.config.run.keep_best)}

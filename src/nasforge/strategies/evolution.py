@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -18,7 +19,8 @@ class RegularizedEvolution(Strategy):
     The first ``population`` asks are random samples (or warm-start genomes). Afterwards each
     ask draws ``sample`` members with replacement, mutates the fittest and evaluates the child;
     every successful child joins the population and, above ``population`` members, the oldest
-    is removed. Failed evaluations never join.
+    is removed. Failed evaluations (and non-finite fitness) never join. Children are mutated
+    from the genome as proposed, inactive genes included, so a disabled edge can come back.
     """
 
     requires = frozenset({"mutate"})
@@ -54,7 +56,8 @@ class RegularizedEvolution(Strategy):
         return Candidate(self.mutate_valid(parent), self.budget)
 
     def tell(self, observation: Observation) -> None:
-        if observation.status != "ok" or observation.fitness is None:
+        if (observation.status != "ok" or observation.fitness is None
+                or not math.isfinite(observation.fitness)):
             return
         self.population.append((observation.genome, float(observation.fitness)))
         while len(self.population) > self.population_size:
