@@ -113,3 +113,27 @@ def test_search_refuses_foreign_storage(capsys, tmp_path) -> None:
     assert main(["search", "quick", "--storage", str(foreign), "--resume"]) == 2
     assert "not a nasforge study" in _one_error_line(capsys)
     assert foreign.read_text() == "my notes\n"
+
+
+def test_a_bad_init_from_leaves_no_study_and_a_good_one_seeds_the_search(capsys, tmp_path) -> None:
+    import yaml
+
+    from conftest import tiny_config_dict
+    from nasforge.storage import StudyStorage
+
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(run={"max_evals": 2, "workers": 1})))
+    db = tmp_path / "s.db"
+    assert main(["search", str(cfg), "--storage", str(db), "--init-from",
+                 str(tmp_path / "nope.db"), "--no-final"]) == 2
+    assert "--init-from" in _one_error_line(capsys) and not db.exists()
+    # the same command with a genome file: no --resume needed, the first trial is that genome
+    genome = {"schema": "nasforge.global/1", "nodes": [{"id": "a", "op": "maxpool2"}],
+              "edges": [{"src": "in", "dst": "a", "enabled": True},
+                        {"src": "a", "dst": "out", "enabled": True}]}
+    (tmp_path / "g.json").write_text(json.dumps(genome))
+    assert main(["search", str(cfg), "--storage", str(db), "--init-from",
+                 str(tmp_path / "g.json"), "--no-final", "--quiet"]) == 0
+    with StudyStorage.open(db) as store:
+        first = store.trials()[0]
+    assert [n["op"] for n in first.genome["nodes"]] == ["maxpool2"]

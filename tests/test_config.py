@@ -53,6 +53,12 @@ def test_overrides_and_identity() -> None:
     assert other.identity_hash() != cfg.identity_hash()
     with pytest.raises(ConfigError, match="negative|positive"):
         apply_overrides(cfg, ["budget.epochs=-1"])
+    with pytest.raises(ConfigError, match=r"space.settings.operations: value '\[' is not valid YAML"):
+        apply_overrides(cfg, ["space.settings.operations=["])
+    for bad in ("run.eval_timeout=-1", "run.time_limit=0", "run.keep_best=-1",
+                "run.target_accuracy=1.5", "final.top=0", "run.memory_limit_mb=0"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[1]):
+            apply_overrides(cfg, [bad])
 
 
 def test_round_trip_to_dict() -> None:

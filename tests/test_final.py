@@ -68,6 +68,10 @@ def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
     assert len(re.findall(r"final: trial \d+ seed [01]: test acc [0-9.]+ \(stored, not retrained\)",
                           err)) == 2, err
     assert "epoch 1/2" not in err
+    assert main(["train", str(db), "--best"]) == 0  # the study's final.seeds (2), both stored
+    assert len(re.findall(r"\(stored, not retrained\)", capsys.readouterr().err)) == 2
+    assert main(["train", str(db), "--best", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["train", str(db), "--best", "--seeds", "3"]) == 0
     err = capsys.readouterr().err
     assert "seed 2: epoch 2/2" in err and "seed 0: epoch" not in err and "seed 1: epoch" not in err
@@ -96,6 +100,15 @@ def test_search_then_final_training_and_train_command(tmp_path, capsys) -> None:
         (run,) = store.final_runs()
         assert run.trial_number is None and run.status == "ok"
         assert run.budget["epochs"] == 1 and run.budget["width"] == 6  # flags over the config
+
+    # a genome file into an existing study, no preset: the study's own data and final budget,
+    # so the best genome's stored seed-0 run (same budget) is found, not trained on other data
+    assert main(["train", str(genome_file), "--storage", str(db), "--seeds", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "2 epoch(s), adam, width 6" in err and "seed 0: test acc" in err
+    assert "(stored, not retrained)" in err
+    with StudyStorage.open(db) as store:
+        assert len(store.final_runs()) == 6
 
 
 def test_final_progress_files_are_removed_after_an_interrupt(tmp_path) -> None:

@@ -61,3 +61,25 @@ def test_create_refuses_existing(tmp_path) -> None:
     _create(path).close()
     with pytest.raises(StorageError, match="already exists"):
         _create(path)
+
+
+def test_checkpoints_resolve_in_the_studys_own_folder(tmp_path, monkeypatch) -> None:
+    """Two studies with the same relative layout: a relative stored path is never read against
+    the working directory (it would name the other study's weights)."""
+    from nasforge.storage import resolve_checkpoint
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        (d / "s_files" / "weights").mkdir(parents=True)
+        (d / "s_files" / "weights" / "trial_1.pt").write_text(d.name)
+    monkeypatch.chdir(a)
+    rel = "s_files/weights/trial_1.pt"  # as b's study recorded it, run from b
+    assert resolve_checkpoint(rel, b / "s.db").read_text() == "b"
+    assert resolve_checkpoint(rel, "s.db").read_text() == "a"
+    # a moved study: the recorded absolute path is gone, the file is found by name
+    gone = str(tmp_path / "old" / "s_files" / "weights" / "trial_1.pt")
+    assert resolve_checkpoint(gone, b / "s.db").read_text() == "b"
+    # not in the study's own folder: missing, even though the working directory has one
+    (b / "s_files" / "weights" / "trial_1.pt").unlink()
+    assert resolve_checkpoint(rel, b / "s.db") is None
+    assert resolve_checkpoint(None, b / "s.db") is None

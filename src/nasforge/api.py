@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
 import socket
 import statistics
 import subprocess
-import time
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,13 @@ from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
 from nasforge.spaces import get_space
 from nasforge.spaces.base import SearchSpace
-from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
+from nasforge.storage.sqlite import (
+    StudyStorage,
+    TrialRecord,
+    artifacts_dir,
+    budget_key,
+    resolve_checkpoint,
+)
 from nasforge.strategies import Problem, Strategy, get_strategy
 
 
@@ -169,13 +173,15 @@ class Search:
 
             self.strategy = wrap_strategy(self.strategy, config.prefilter, data_dict(config),
                                           config.seed)
+        # read the warm-start genomes first: a bad --init-from must not leave an empty study
+        warm = load_genomes(self.space, init_from) if init_from is not None else None
         self.storage = open_study(storage_path, config, resume=resume, force=force)
         self._created = not resume
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
-        elif init_from is not None:
-            self.strategy.warm_start(load_genomes(self.space, init_from))
+        elif warm is not None:
+            self.strategy.warm_start(warm)
         self.reporter = reporter or Reporter(enabled=False)
 
     def run(self, executor: Executor | None = None) -> RunSummary:
@@ -233,7 +239,7 @@ def train_final(
     on disk) is not trained again, unless ``retrain``: the same seed gives the same network,
     so a resumed search or a second ``train`` with more seeds only trains what is missing."""
     reporter = reporter or Reporter(enabled=False)
-    weights = artifacts_dir(storage.path) / "final"
+    weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
     stored = {} if retrain else _stored_final_runs(storage, budget)
     results: dict[str, FinalResult] = {}
     futures = {}
@@ -279,8 +285,6 @@ def train_final(
 def _stored_final_runs(storage: StudyStorage, budget: Budget) -> dict[tuple[str, int], Any]:
     """The study's finished final runs under ``budget`` whose weights are still on disk, by
     (genome key, seed index)."""
-    from nasforge.report.export import resolve_checkpoint
-
     wanted = budget_key(budget.to_dict())
     stored = {}
     for run in storage.final_runs():

@@ -359,24 +359,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nasforge.spaces import get_space
     from nasforge.storage import StudyStorage
 
+    for flag in ("seeds", "top", "workers"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be at least 1, got {value}")
     source = Path(args.source)
     preset = load_config(args.preset) if args.preset else None
     if source.suffix == ".json":
-        space_settings: dict[str, Any] = {}
-        if preset is not None:
-            space_settings = dict(preset.space.settings)
-        if args.head:
-            space_settings["head"] = args.head
-        space = get_space(args.space or (preset.space.name if preset else "global"), **space_settings)
-        genome = _read_genome(space, args.source)
-        entries = [(None, genome)]
         storage_path = Path(args.storage or f"studies/train-{source.stem}.db")
-        config = preset or SearchConfig(name=f"train-{source.stem}")
+        storage = StudyStorage.open(storage_path) if storage_path.exists() else None
+        if preset is not None:
+            config = preset
+        elif storage is not None:  # an existing study keeps its data set, space and budget
+            from nasforge.config import config_from_dict
+
+            config = config_from_dict(storage.study()["config"], str(storage_path))
+        else:
+            config = SearchConfig(name=f"train-{source.stem}")
         if args.data_dir:
             config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=args.data_dir))
-        if storage_path.exists():
-            storage = StudyStorage.open(storage_path)
-        else:
+        configured = preset is not None or storage is not None
+        space_settings: dict[str, Any] = dict(config.space.settings) if configured else {}
+        if args.head:
+            space_settings["head"] = args.head
+        space = get_space(args.space or (config.space.name if configured else "global"), **space_settings)
+        genome = _read_genome(space, args.source)
+        entries = [(None, genome)]
+        if storage is None:
             from nasforge.api import provenance
 
             storage = StudyStorage.create(storage_path, name=config.name, config=config.to_dict(),
@@ -402,7 +411,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = preset.final.budget if preset is not None and preset.final is not None else (
         config.final.budget if config.final is not None else Budget(epochs=5, width=config.budget.width))
     budget = base.replace(**_budget_changes(args))
-    seeds = args.seeds or (preset.final.seeds if preset is not None and preset.final else 1)
+    final_cfg = preset.final if preset is not None else config.final
+    seeds = args.seeds or (final_cfg.seeds if final_cfg is not None else 1)
     run_cfg = dataclasses.replace(config.run, workers=args.workers or min(seeds * len(entries), config.run.workers))
     executor = make_executor(run_cfg)
     reporter = Reporter()

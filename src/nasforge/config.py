@@ -273,6 +273,15 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         raise ConfigError(
             f"{source}: unknown executor {run.executor!r}; known: {', '.join(EXECUTORS)}"
         )
+    for limit in ("time_limit", "eval_timeout", "memory_limit_mb"):
+        value = getattr(run, limit)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{source}: 'run.{limit}' must be positive (or unset), got {value}")
+    if run.keep_best < 0 or run.grace_period < 0:
+        raise ConfigError(f"{source}: 'run.keep_best' and 'run.grace_period' must be >= 0")
+    if run.target_accuracy is not None and not 0 < run.target_accuracy <= 1:
+        raise ConfigError(f"{source}: 'run.target_accuracy' must be in (0, 1], "
+                          f"got {run.target_accuracy}")
 
     final = None
     if top.get("final") is not None:
@@ -282,6 +291,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             seeds=_typed("final", "seeds", f.get("seeds", 1), "int", source),
             budget=_budget("final.budget", f.get("budget"), source),
         )
+        if final.top < 1 or final.seeds < 1:
+            raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.strategies.prefilter import parse_prefilter
@@ -340,7 +351,12 @@ def apply_overrides(config: SearchConfig, overrides: list[str]) -> SearchConfig:
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        try:
+            value = yaml.safe_load(value_text) if value_text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = str(getattr(exc, "problem", None) or "not valid YAML")
+            raise ConfigError(f"--set {key.strip()}: value {value_text!r} is not valid YAML "
+                              f"({problem})") from None
         node: Any = raw
         for part in parts[:-1]:
             if node.get(part) is None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -18,17 +15,17 @@ from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import shutdown_now
 from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
-from nasforge.spaces.base import SearchSpace
-from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
+from nasforge.spaces.base import SearchSpace, genome_key
+from nasforge.storage.sqlite import (
+    StudyStorage,
+    TrialRecord,
+    artifacts_dir,
+    budget_key,
+    resolve_checkpoint,
+)
 from nasforge.strategies.base import Observation, Strategy
 
 EvaluateFn = Callable[[EvalTask], dict[str, Any]]
-
-
-def genome_key(space: SearchSpace, genome: Any) -> str:
-    """A stable identity for a genome: sha256 of its canonical JSON form."""
-    data = space.genome_to_dict(space.canonical(genome))
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -156,7 +153,8 @@ class Runner:
         self._hard_stop = False
         self.reused = 0
         self.requeued = 0
-        self.weights_dir = artifacts_dir(storage.path) / "weights"
+        # absolute, so the stored paths mean the same from any working directory
+        self.weights_dir = artifacts_dir(Path(storage.path).resolve()) / "weights"
         self.slots = worker_slots(executor, config.run.workers)
 
     # ------------------------------------------------------------- signals
@@ -301,10 +299,9 @@ class Runner:
         keep = {t.number for t in self.storage.best(self.config.run.keep_best)}
         for number, checkpoint in self.storage.checkpoints():
             if number not in keep:
-                try:
-                    os.remove(checkpoint)
-                except FileNotFoundError:
-                    pass
+                own = resolve_checkpoint(checkpoint, self.storage.path)  # never another study's
+                if own is not None:
+                    own.unlink(missing_ok=True)
                 self.storage.set_checkpoint(number, None)
 
     def _stopping(self) -> bool:

@@ -224,6 +224,9 @@ def draw_to_file(
         raise ConfigError(f"cannot tell the drawing format from {out.name!r}; "
                           f"use a .png, .svg, .pdf or .dot file")
     drawing = draw_genome(src.space, src.genome, fmt, src.width, src.input_shape, find_dot)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(drawing.data)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(drawing.data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the drawing to {out}: {exc.strerror or exc}") from None
     return drawing

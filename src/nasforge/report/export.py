@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from nasforge.errors import ConfigError, DataError, NasforgeError
-from nasforge.storage.sqlite import FinalRunRecord, StudyStorage, TrialRecord, artifacts_dir
+from nasforge.storage.sqlite import (
+    FinalRunRecord,
+    StudyStorage,
+    TrialRecord,
+    resolve_checkpoint,
+)
 
 EXPORT_FORMATS: tuple[str, ...] = ("torchscript", "onnx", "state_dict")
 META_FORMAT = "nasforge-export/1"
@@ -59,27 +64,6 @@ def meta_path_for(path: str | Path) -> Path:
     """Where the metadata of an exported file goes: ``FILE.json`` beside it."""
     p = Path(path)
     return p.with_name(p.name + ".json")
-
-
-def resolve_checkpoint(path: str | None, study_path: Path) -> Path | None:
-    """An existing checkpoint file for a stored path: as stored, relative to the study's
-    folder, or by name in the study's artifacts folder (a moved study); None if missing."""
-    if not path:
-        return None
-    p = Path(path)
-    candidates = [p]
-    if not p.is_absolute():
-        candidates.append(study_path.parent / p)
-    candidates.append(artifacts_dir(study_path) / p.name)
-    for c in candidates:
-        if c.is_file():
-            return c
-    folder = artifacts_dir(study_path)
-    if folder.is_dir():
-        for c in folder.rglob(p.name):
-            if c.is_file():
-                return c
-    return None
 
 
 def choose_weights(storage: StudyStorage, trial: int | None = None) -> WeightsSource:

@@ -9,6 +9,7 @@ from nasforge.spaces.base import (
     SearchSpace,
     available_spaces,
     chosen_network_space,
+    genome_key,
     get_space,
     register_space,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "SearchSpace",
     "available_spaces",
     "chosen_network_space",
+    "genome_key",
     "get_space",
     "register_operation",
     "register_space",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import random
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -114,6 +116,13 @@ def get_space(name: str, **settings: Any) -> SearchSpace:
         return _SPACES[name](**settings)
     except TypeError as exc:
         raise ConfigError(f"bad settings for space {name!r}: {exc}") from None
+
+
+def genome_key(space: SearchSpace, genome: Any) -> str:
+    """A stable identity for the network of a genome: sha256 of its canonical JSON form
+    (two genomes that build the same network share it)."""
+    data = space.genome_to_dict(space.canonical(genome))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
 
 SEARCH_ONLY_SETTINGS: frozenset[str] = frozenset({"max_params"})

@@ -6,6 +6,8 @@ from nasforge.storage.sqlite import (
     TrialRecord,
     artifacts_dir,
     budget_key,
+    resolve_checkpoint,
 )
 
-__all__ = ["FinalRunRecord", "StudyStorage", "TrialRecord", "artifacts_dir", "budget_key"]
+__all__ = ["FinalRunRecord", "StudyStorage", "TrialRecord", "artifacts_dir", "budget_key",
+           "resolve_checkpoint"]

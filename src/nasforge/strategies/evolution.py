@@ -8,7 +8,7 @@ from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
-from nasforge.spaces.base import SearchSpace
+from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 
 
@@ -21,6 +21,13 @@ class RegularizedEvolution(Strategy):
     every successful child joins the population and, above ``population`` members, the oldest
     is removed. Failed evaluations (and non-finite fitness) never join. Children are mutated
     from the genome as proposed, inactive genes included, so a disabled edge can come back.
+
+    ``novelty_tries``: a sample or child whose network was already proposed is drawn again, up
+    to this many times (then it is proposed anyway and the study answers it from its store).
+    Mutations of inactive genes (and the identity mutation) leave the network unchanged, and
+    a stored result is told again as a new member, so without retries the population fills
+    with copies of its best network and the search stalls: measured on remnet-cpu, 1,207 of
+    1,466 asks were networks already trained. 0 gives the published behaviour.
     """
 
     requires = frozenset({"mutate"})
@@ -33,12 +40,15 @@ class RegularizedEvolution(Strategy):
         seed: int,
         population: int = 100,
         sample: int = 25,
+        novelty_tries: int = 20,
     ) -> None:
         super().__init__(space, budget, problem, seed)
-        if population < 1 or sample < 1:
-            raise ConfigError("evolution: population and sample must be >= 1")
+        if population < 1 or sample < 1 or novelty_tries < 0:
+            raise ConfigError("evolution: population and sample must be >= 1, novelty_tries >= 0")
         self.population_size = population
         self.sample_size = sample
+        self.novelty_tries = novelty_tries
+        self.proposed: set[str] = set()  # network keys of every proposal so far
         self.population: deque[tuple[Any, float]] = deque()
         self.initial_asked = 0
         self._seeds: list[Any] = []
@@ -47,13 +57,27 @@ class RegularizedEvolution(Strategy):
         if self.initial_asked < self.population_size or not self.population:
             self.initial_asked += 1
             if self._seeds:
-                return Candidate(self._seeds.pop(0), self.budget)
-            return Candidate(self.sample_valid(), self.budget)
+                return self._propose(self._seeds.pop(0))
+            return self._propose(self._novel(self.sample_valid))
         members = list(self.population)
         # drawn with replacement, as in Real et al. (2019) and the published REMNet code
         contenders = [self.rng.choice(members) for _ in range(self.sample_size)]
         parent = max(contenders, key=lambda m: m[1])[0]
-        return Candidate(self.mutate_valid(parent), self.budget)
+        return self._propose(self._novel(lambda: self.mutate_valid(parent)))
+
+    def _novel(self, draw: Any) -> Any:
+        """``draw()`` again while its network was proposed before, at most ``novelty_tries``
+        times more."""
+        genome = draw()
+        for _ in range(self.novelty_tries):
+            if genome_key(self.space, genome) not in self.proposed:
+                break
+            genome = draw()
+        return genome
+
+    def _propose(self, genome: Any) -> Candidate:
+        self.proposed.add(genome_key(self.space, genome))
+        return Candidate(genome, self.budget)
 
     def tell(self, observation: Observation) -> None:
         if (observation.status != "ok" or observation.fitness is None
@@ -72,6 +96,7 @@ class RegularizedEvolution(Strategy):
             population=[[self.space.genome_to_dict(g), f] for g, f in self.population],
             initial_asked=self.initial_asked,
             seeds=[self.space.genome_to_dict(g) for g in self._seeds],
+            proposed=sorted(self.proposed),
         )
         return state
 
@@ -82,3 +107,4 @@ class RegularizedEvolution(Strategy):
         )
         self.initial_asked = int(state["initial_asked"])
         self._seeds = [self.space.genome_from_dict(g) for g in state.get("seeds", [])]
+        self.proposed = set(state.get("proposed", []))

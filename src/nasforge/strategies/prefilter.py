@@ -18,14 +18,13 @@ of training images, with each network initialised from a seed derived from its g
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
+from nasforge.spaces.base import genome_key
 from nasforge.strategies.base import Candidate, Observation, Strategy
 
 __all__ = ["PrefilterSpec", "PrefilterStrategy", "parse_prefilter", "wrap_strategy"]
@@ -68,9 +67,7 @@ def parse_prefilter(spec: str | PrefilterSpec, source: str = "prefilter") -> Pre
 
 
 def _genome_seed(space: Any, genome: Any) -> int:
-    data = space.genome_to_dict(space.canonical(genome))
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    return int(digest[:8], 16)
+    return int(genome_key(space, genome)[:8], 16)
 
 
 class PrefilterStrategy(Strategy):
