@@ -209,6 +209,21 @@ def test_evolution_ignores_a_non_finite_fitness(tiny_config) -> None:
     assert [f for _, f in strategy.population] == [0.5]
 
 
+def test_evolution_proposes_every_warm_start_genome_first() -> None:
+    from nasforge.evaluation.budget import Budget
+    from nasforge.spaces import genome_key, get_space
+    from nasforge.strategies import Problem, get_strategy
+
+    space = get_space("global", max_nodes=6, head="gap")
+    strategy = get_strategy("evolution", space, Budget(width=4), Problem((1, 8, 8), 3), 0,
+                            population=2, sample=1)
+    seeds = [space.sample(random.Random(i)) for i in range(3)]  # more than the population
+    strategy.warm_start(seeds)
+    asked = [strategy.ask().genome for _ in range(3)]
+    assert [genome_key(space, g) for g in asked] == [genome_key(space, g) for g in seeds]
+    assert strategy.initial_asked == 2  # the population is full of warm-start genomes
+
+
 def _stop_then_die(task) -> dict[str, Any]:
     """Ctrl-C arrives, then the worker dies: the evaluation is lost because of the stop."""
     os.kill(os.getpid(), signal.SIGINT)

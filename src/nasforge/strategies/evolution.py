@@ -54,10 +54,11 @@ class RegularizedEvolution(Strategy):
         self._seeds: list[Any] = []
 
     def ask(self) -> Candidate:
+        if self._seeds:  # warm-start genomes first, all of them, even beyond the population
+            self.initial_asked = min(self.initial_asked + 1, self.population_size)
+            return self._propose(self._seeds.pop(0))
         if self.initial_asked < self.population_size or not self.population:
             self.initial_asked += 1
-            if self._seeds:
-                return self._propose(self._seeds.pop(0))
             return self._propose(self._novel(self.sample_valid))
         members = list(self.population)
         # drawn with replacement, as in Real et al. (2019) and the published REMNet code
