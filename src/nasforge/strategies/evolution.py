@@ -59,25 +59,27 @@ class RegularizedEvolution(Strategy):
             return self._propose(self._seeds.pop(0))
         if self.initial_asked < self.population_size or not self.population:
             self.initial_asked += 1
-            return self._propose(self._novel(self.sample_valid))
+            return self._novel(self.sample_valid)
         members = list(self.population)
         # drawn with replacement, as in Real et al. (2019) and the published REMNet code
         contenders = [self.rng.choice(members) for _ in range(self.sample_size)]
         parent = max(contenders, key=lambda m: m[1])[0]
-        return self._propose(self._novel(lambda: self.mutate_valid(parent)))
+        return self._novel(lambda: self.mutate_valid(parent))
 
-    def _novel(self, draw: Any) -> Any:
-        """``draw()`` again while its network was proposed before, at most ``novelty_tries``
-        times more."""
+    def _novel(self, draw: Any) -> Candidate:
+        """Propose ``draw()``, drawn again while its network was proposed before, at most
+        ``novelty_tries`` times more."""
         genome = draw()
+        key = genome_key(self.space, genome)
         for _ in range(self.novelty_tries):
-            if genome_key(self.space, genome) not in self.proposed:
+            if key not in self.proposed:
                 break
             genome = draw()
-        return genome
+            key = genome_key(self.space, genome)
+        return self._propose(genome, key)
 
-    def _propose(self, genome: Any) -> Candidate:
-        self.proposed.add(genome_key(self.space, genome))
+    def _propose(self, genome: Any, key: str | None = None) -> Candidate:
+        self.proposed.add(key or genome_key(self.space, genome))
         return Candidate(genome, self.budget)
 
     def tell(self, observation: Observation) -> None:
