@@ -117,7 +117,10 @@ def test_final_progress_files_are_removed_after_an_interrupt(tmp_path) -> None:
     class InterruptedExecutor(Executor):
         def submit(self, fn, /, *args, **kwargs):  # the run "ends" with a Ctrl-C
             future: Future = Future()
-            future.set_exception(KeyboardInterrupt())
+            if args[0].extra.get("probe"):  # the cost probe before the runs gets no estimate
+                future.set_result({"status": "failed", "error": "no probe here"})
+            else:
+                future.set_exception(KeyboardInterrupt())
             return future
 
     raw = tiny_config_dict()
@@ -132,3 +135,39 @@ def test_final_progress_files_are_removed_after_an_interrupt(tmp_path) -> None:
                         config.data.task_dict(), InterruptedExecutor())
     final_dir = tmp_path / "i_files" / "final"
     assert final_dir.is_dir() and not list(final_dir.glob("*.progress.jsonl"))
+
+
+@pytest.mark.timeout(240)
+def test_final_step_is_estimated_capped_and_deferred_by_the_time_limit(tmp_path, capsys) -> None:
+    """The final step prints its estimate, a cap cuts its epochs (stored, so a resume trains
+    the same runs), and a time limit it does not fit leaves it for --resume."""
+    final = {"top": 1, "seeds": 1, "max_seconds": 0.01,
+             "budget": {"epochs": 3, "width": 4, "batch_size": 16}}
+    raw = tiny_config_dict(run={"max_evals": 2, "workers": 1}, final=final)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "c.db"
+    assert main(["search", str(cfg), "--storage", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"estimated \d+s for 3 epochs exceeds the cap of 1s: training 1 epoch\(s\) "
+                     r"instead", err), err
+    assert re.search(r"final: estimated .* for 1 epoch\(s\)", err), err
+    assert re.search(r"seed 0: test acc [0-9.]+ \(took \d+s, estimated \d+s\)", err), err
+    with StudyStorage.open(db) as store:
+        (run,) = store.final_runs()
+        assert run.budget["epochs"] == 1 and run.metrics["estimated_seconds"] > 0
+    assert main(["search", str(cfg), "--storage", str(db), "--resume"]) == 0
+    assert "(stored, not retrained)" in capsys.readouterr().err
+
+    # a final step that cannot fit in what is left of --time-limit is left for --resume
+    raw2 = tiny_config_dict(run={"max_evals": 1, "workers": 1},
+                            final={"top": 1, "seeds": 1,
+                                   "budget": {"epochs": 400, "width": 4, "batch_size": 16}})
+    cfg2 = tmp_path / "d.yaml"
+    cfg2.write_text(yaml.safe_dump(raw2))
+    db2 = tmp_path / "d.db"
+    assert main(["search", str(cfg2), "--storage", str(db2), "--time-limit", "1m"]) == 0
+    out = capsys.readouterr()
+    assert "left for --resume" in out.out and "final: estimated" in out.err
+    with StudyStorage.open(db2) as store:
+        assert store.final_runs() == [] and store.count("ok") == 1

@@ -18,6 +18,7 @@ from nasforge.config import SearchConfig
 from nasforge.errors import ConfigError, GenomeError, StorageError
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import make_executor
+from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
@@ -231,21 +232,44 @@ def train_final(
     study_seed: int = 0,
     reporter: Reporter | None = None,
     retrain: bool = False,
-) -> list[FinalResult]:
+    *,
+    workers: int = 1,
+    max_seconds: float | None = None,
+    seconds_left: float | None = None,
+) -> list[FinalResult] | None:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
     measure test accuracy and store every run in the study.
 
     A run the study already holds (same genome, budget and seed, ``ok``, its weights still
     on disk) is not trained again, unless ``retrain``: the same seed gives the same network,
-    so a resumed search or a second ``train`` with more seeds only trains what is missing."""
+    so a resumed search or a second ``train`` with more seeds only trains what is missing.
+
+    Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
+    per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
+    estimate by cutting epochs; when the estimate does not fit in ``seconds_left`` (what is
+    left of a time limit) nothing is trained and None is returned (left for ``--resume``)."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
-    stored = {} if retrain else _stored_final_runs(storage, budget)
+    keys = {id(genome): genome_key(space, genome) for _, genome in entries}
+    plan = plan_final(storage, space, [], budget, data, executor, workers)
+    stored = {} if retrain else _stored_final_runs(storage, plan.budget)
+    todo = [(keys[id(g)], g) for _, g in entries for s in range(seeds)
+            if (keys[id(g)], s) not in stored]
+    if todo:
+        plan = plan_final(storage, space, todo, budget, data, executor, workers,
+                          max_seconds=max_seconds, reporter=reporter)
+        for line in describe_plan(plan):
+            reporter.message(line)
+        if not plan.fits(seconds_left):
+            reporter.message(f"final: left for --resume: the estimate does not fit in the "
+                             f"{max(0.0, seconds_left or 0.0):.0f}s left of the time limit")
+            return None
+    budget = plan.budget
     results: dict[str, FinalResult] = {}
     futures = {}
     watchers: dict[Path, tuple[int | None, int, int]] = {}
     for trial_number, genome in entries:
-        gkey = genome_key(space, genome)
+        gkey = keys[id(genome)]
         for seed_index in range(seeds):
             if (gkey, seed_index) in stored:
                 run = stored[(gkey, seed_index)]
@@ -266,6 +290,7 @@ def train_final(
                 genome=space.genome_to_dict(genome), budget=budget.to_dict(), data=data,
                 model_seed=model_seed(study_seed, gkey, budget_key(budget.to_dict()), seed_index),
                 checkpoint_path=str(ckpt), final=True, progress_path=str(progress),
+                extra=speed_extra(storage, gkey, budget),
             )
             futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
             watchers[progress] = (trial_number, seed_index, 0)
@@ -275,7 +300,8 @@ def train_final(
             done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
             _report_progress(watchers, budget.epochs, reporter)
             for future in done:
-                _record_final(future, futures[future], storage, space, budget, results, reporter)
+                _record_final(future, futures[future], storage, space, budget, results, reporter,
+                              plan.per_run)
     finally:  # stored runs keep their curves; the live files are spent, also after a Ctrl-C
         for progress in watchers:
             progress.unlink(missing_ok=True)
@@ -324,7 +350,7 @@ def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: 
 
 def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage: StudyStorage,
                   space: SearchSpace, budget: Budget, results: dict[str, FinalResult],
-                  reporter: Reporter) -> None:
+                  reporter: Reporter, estimates: dict[str, float] | None = None) -> None:
     """Store one finished final run and add it to ``results``."""
     trial_number, genome, gkey, seed_index = entry
     try:
@@ -340,14 +366,18 @@ def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage:
         budget=budget.to_dict(), seed=seed_index, status=res.get("status", "failed"),
         val_acc=None, test_acc=res.get("test_acc"), params=res.get("params"),
         metrics={**(res.get("metrics") or {}), "curve": res.get("curve"),
-                 "error": res.get("error")},
+                 "error": res.get("error"),
+                 "wall_seconds": (res.get("finished_at") or 0) - (res.get("started_at") or 0),
+                 "estimated_seconds": (estimates or {}).get(gkey)},
         checkpoint=res.get("checkpoint"),
     )
     which = _final_label(trial_number)
     if res.get("status") == "ok" and res.get("test_acc") is not None:
         item.test_accs.append(float(res["test_acc"]))
-        reporter.message(f"final: {which} seed {seed_index}: test acc "
-                         f"{res['test_acc']:.4f} ({res.get('metrics', {}).get('train_seconds', 0):.0f}s)")
+        took = (res.get("finished_at") or 0) - (res.get("started_at") or 0)
+        estimate = (estimates or {}).get(gkey)
+        reporter.message(f"final: {which} seed {seed_index}: test acc {res['test_acc']:.4f} "
+                         f"(took {took:.0f}s" + (f", estimated {estimate:.0f}s)" if estimate else ")"))
     else:
         item.failures.append(str(res.get("error")))
         reporter.message(f"final: {which} seed {seed_index} FAILED: {res.get('error')}")

@@ -26,7 +26,8 @@ BUDGET_FLAGS: dict[str, tuple[type, str]] = {
     "weight_decay": (float, "weight decay"),
     "schedule": (str, "none | cosine"),
     "augment": (str, "none | flip | flip+erase"),
-    "precision": (str, "fp32 | bf16 (autocast)"),
+    "precision": (str, "auto | fp32 | bf16 | fp16 | tf32 (auto: the fastest, measured on the "
+                       "real network; bf16 only where the hardware has it)"),
     "width": (int, "base channel count C"),
     "patience": (int, "early-stopping patience in epochs"),
     "max_steps": (int, "cap on optimizer steps per epoch"),
@@ -38,14 +39,24 @@ def _add_budget_flags(parser: argparse.ArgumentParser) -> None:
     for name, (kind, help_text) in BUDGET_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                            help=help_text)
-    group.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
-                       help="channels-last memory format")
+    group.add_argument("--channels-last", dest="channels_last", nargs="?", const="on", default=None,
+                       choices=("auto", "on", "off"),
+                       help="channels-last memory format: on (the flag alone), off, or auto "
+                            "(measured)")
+    group.add_argument("--threads", dest="threads", default=None,
+                       help="intra-op CPU threads of each run: a number or auto (measured)")
 
 
 def _budget_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k, None) is not None}
-    if getattr(args, "channels_last", None):
-        changes["channels_last"] = True
+    flag = getattr(args, "channels_last", None)
+    if flag is not None:
+        changes["channels_last"] = {"on": True, "off": False}.get(flag, flag)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads != "auto" and not str(threads).isdigit():
+            raise ConfigError(f"--threads must be a positive number or auto, got {threads!r}")
+        changes["threads"] = threads if threads == "auto" else int(threads)
     return changes
 
 
@@ -244,6 +255,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{worker_slots(executor, config.run.workers)} worker(s) on "
             f"{getattr(executor, 'nasforge_kind', config.run.executor)}"
         )
+        if config.run.time_limit is not None:  # the limit covers the whole command
+            search.config = dataclasses.replace(config, run=dataclasses.replace(
+                config.run, time_limit=max(1.0, config.run.time_limit - (time.time() - started))))
         try:
             summary = search.run(executor)
             print(f"search: {summary.finished} trials ({summary.ok} ok, {summary.failed} failed, "
@@ -272,9 +286,19 @@ def cmd_search(args: argparse.Namespace) -> int:
                 executor.shutdown(wait=True, cancel_futures=True)
                 final_workers = max(1, min(config.run.workers, len(entries) * config.final.seeds))
                 executor = make_executor(dataclasses.replace(config.run, workers=final_workers))
-                results = train_final(search.storage, search.space, entries, config.final.budget,
-                                      config.final.seeds, data_dict(config), executor,
-                                      config.seed, reporter)
+                elapsed = time.time() - started
+                caps = [c for c in (config.final.max_seconds,
+                                    None if config.final.total_seconds is None
+                                    else config.final.total_seconds - elapsed) if c is not None]
+                results = train_final(
+                    search.storage, search.space, entries, config.final.budget,
+                    config.final.seeds, data_dict(config), executor, config.seed, reporter,
+                    workers=final_workers, max_seconds=max(1.0, min(caps)) if caps else None,
+                    seconds_left=(None if config.run.time_limit is None
+                                  else config.run.time_limit - (time.time() - started)))
+                if results is None:
+                    print("final training left for --resume (it does not fit in the time limit)")
+                    results = []
                 for res in results:
                     if res.mean is not None:
                         print(f"final: trial {res.trial_number}: test acc {res.mean:.4f} "
@@ -420,7 +444,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         reporter.message(f"training {len(entries)} genome(s) x {seeds} seed(s): {budget.epochs} "
                          f"epoch(s), {budget.optimizer}, width {budget.width}, on the whole training set")
         results = train_final(storage, space, entries, budget, seeds, data_dict(config), executor,
-                              config.seed, reporter, retrain=args.retrain)
+                              config.seed, reporter, retrain=args.retrain,
+                              workers=run_cfg.workers) or []
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         storage.close()
@@ -495,7 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true")
     search.add_argument("--force", action="store_true", help="resume even if the study settings changed")
     search.add_argument("--max-evals", type=int, default=None)
-    search.add_argument("--time-limit", type=float, default=None, help="seconds")
+    search.add_argument("--time-limit", default=None, metavar="DURATION",
+                        help="limit on the whole command, search and final training: seconds or "
+                             "90m, 23h, 1d. No new evaluation starts after it; evaluations cut "
+                             "at the limit stay running in the study, and the final step starts "
+                             "only if its estimate fits in the time left; --resume continues")
     search.add_argument("--target", type=float, default=None, help="stop at this validation accuracy")
     search.add_argument("--seed", type=int, default=None)
     search.add_argument("--keep-best", type=int, default=None, help="keep weights of the best K")

@@ -84,6 +84,11 @@ class FinalConfig:
     top: int = 1
     seeds: int = 1
     budget: Budget = field(default_factory=Budget)
+    #: cap on the final step's estimated seconds; a larger estimate cuts epochs to fit
+    max_seconds: float | None = None
+    #: the whole command (search and final) should end within this many seconds of its start:
+    #: the final step is capped at what is left (cutting epochs, as ``max_seconds``)
+    total_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,9 @@ class SearchConfig:
                 "seeds": self.final.seeds,
                 "budget": self.final.budget.to_dict(),
             }
+            for key in ("max_seconds", "total_seconds"):
+                if getattr(self.final, key) is not None:
+                    out["final"][key] = getattr(self.final, key)
         return out
 
 
@@ -183,6 +191,39 @@ def _typed(section: str, key: str, value: Any, kind: str, source: str, optional:
             f"got {value!r}"
         )
     return float(value) if kind == "float" else value
+
+
+_DURATION_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from a number or a text such as ``300``, ``300s``, ``90m``, ``23h``, ``1d`` or
+    ``1h30m``; raises ``ConfigError`` naming the text otherwise (or for a value <= 0)."""
+    if isinstance(text, bool):
+        raise ConfigError(f"not a duration: {text!r}")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        import re
+
+        raw = str(text).strip().lower()
+        parts = re.fullmatch(r"((?:\d+(?:\.\d+)?[smhd]?)+)", raw.replace(" ", ""))
+        pieces = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", raw.replace(" ", "")) if parts else []
+        if not pieces or sum(1 for _, unit in pieces if not unit) > (1 if len(pieces) == 1 else 0):
+            raise ConfigError(f"not a duration: {text!r} (use seconds or e.g. 90m, 23h, 1d, 1h30m)")
+        seconds = sum(float(value) * _DURATION_UNITS[unit or "s"] for value, unit in pieces)
+    if not seconds > 0:
+        raise ConfigError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
+def _duration(section: str, key: str, value: Any, source: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: '{section}.{key}': {exc}") from None
 
 
 def _budget(section: str, data: Any, source: str, base: Budget | None = None) -> Budget:
@@ -248,7 +289,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         devices = tuple(devices)
     run = RunConfig(
         max_evals=_typed("run", "max_evals", r.get("max_evals", 20), "int", source),
-        time_limit=_typed("run", "time_limit", r.get("time_limit"), "float", source, optional=True),
+        time_limit=_duration("run", "time_limit", r.get("time_limit"), source),
         target_accuracy=_typed(
             "run", "target_accuracy", r.get("target_accuracy"), "float", source, optional=True
         ),
@@ -285,11 +326,14 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
 
     final = None
     if top.get("final") is not None:
-        f = _check_keys("final", top["final"], {"top", "seeds", "budget"}, source)
+        f = _check_keys("final", top["final"],
+                        {"top", "seeds", "budget", "max_seconds", "total_seconds"}, source)
         final = FinalConfig(
             top=_typed("final", "top", f.get("top", 1), "int", source),
             seeds=_typed("final", "seeds", f.get("seeds", 1), "int", source),
             budget=_budget("final.budget", f.get("budget"), source),
+            max_seconds=_duration("final", "max_seconds", f.get("max_seconds"), source),
+            total_seconds=_duration("final", "total_seconds", f.get("total_seconds"), source),
         )
         if final.top < 1 or final.seeds < 1:
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")

@@ -11,7 +11,10 @@ from nasforge.errors import ConfigError
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULES: tuple[str, ...] = ("none", "cosine")
 AUGMENTATIONS: tuple[str, ...] = ("none", "flip", "flip+erase")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "tf32")
+"""``auto`` is chosen by measurement (``nasforge.evaluation.speed``); ``tf32`` and ``fp16``
+exist on CUDA only (fp16 with a gradient scaler)."""
+AUTO = "auto"
 
 DEFAULT_LR: dict[str, float] = {
     "sgd": 0.05,
@@ -31,6 +34,11 @@ class Budget:
     ``lr=None`` means the optimizer's default in ``DEFAULT_LR``. ``max_steps`` caps optimizer
     steps per epoch (tests and smoke runs); ``patience`` stops after that many epochs without
     a better validation accuracy.
+
+    Speed options: ``precision`` (``auto`` | fp32 | bf16 | fp16 | tf32), ``channels_last``
+    (``"auto"``, true or false) and ``threads`` (intra-op CPU threads: an int, ``"auto"``, or
+    None for the worker's share of the cores). ``auto`` is resolved by timing the candidates on
+    the real network before training (``nasforge.evaluation.speed``); explicit values are obeyed.
     """
 
     epochs: int = 1
@@ -43,11 +51,12 @@ class Budget:
     schedule: str = "none"
     augment: str = "none"
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | str = False
     width: int = 16
     patience: int | None = None
     max_steps: int | None = None
     seed: int = 0
+    threads: int | str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -78,6 +87,14 @@ class Budget:
             raise ConfigError(
                 f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}"
             )
+        if not (isinstance(self.channels_last, bool) or self.channels_last == AUTO):
+            raise ConfigError(
+                f"budget.channels_last must be true, false or auto, got {self.channels_last!r}")
+        if self.threads is not None and self.threads != AUTO and (
+                not isinstance(self.threads, int) or isinstance(self.threads, bool)
+                or self.threads < 1):
+            raise ConfigError(
+                f"budget.threads must be a positive integer, auto or null, got {self.threads!r}")
         if not isinstance(self.width, int) or self.width < 1:
             raise ConfigError(f"budget.width must be a positive integer, got {self.width!r}")
         if self.patience is not None and self.patience < 1:
@@ -94,9 +111,18 @@ class Budget:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def speed_auto(self) -> bool:
+        """Whether any speed option is ``auto`` (to be chosen by measurement)."""
+        return AUTO in (self.precision, self.channels_last, self.threads)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form."""
-        return dataclasses.asdict(self)
+        """Plain JSON-ready form. ``threads`` is left out while None, so budgets written before
+        it existed keep their stored keys (``budget_key``) and studies resume unchanged."""
+        data = dataclasses.asdict(self)
+        if data["threads"] is None:
+            del data["threads"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Budget":

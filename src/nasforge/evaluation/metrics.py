@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import ContextManager
+from typing import Any, ContextManager
 
 import torch
 from torch import nn
@@ -72,12 +72,23 @@ class Normalizer:
 
 
 def autocast_context(device: torch.device, precision: str) -> ContextManager[object]:
-    """``torch.autocast`` to bfloat16 for ``precision == "bf16"``, else a no-op context."""
+    """``torch.autocast`` to bfloat16 (``bf16``) or float16 (``fp16``); a no-op context for
+    ``fp32`` and ``tf32`` (TF32 is a switch on CUDA matmuls, set by ``speed.applied``)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"unknown precision {precision!r}; known: fp32, bf16")
+    if precision == "fp16":
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
+    if precision not in ("fp32", "tf32"):
+        raise ValueError(f"unknown precision {precision!r}; known: fp32, tf32, bf16, fp16")
     return nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str) -> Any:
+    """A ``torch.amp.GradScaler`` for fp16 training (loss scaling keeps small gradients from
+    underflowing in half precision), None for the other precisions."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def evaluate_accuracy(

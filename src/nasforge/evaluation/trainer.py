@@ -36,9 +36,18 @@ from nasforge.evaluation.metrics import (
     count_flops,
     count_params,
     evaluate_accuracy,
+    grad_scaler,
+)
+from nasforge.evaluation.speed import (
+    SpeedChoice,
+    applied,
+    candidate_settings,
+    choose,
+    has_native_bf16,
+    measure_training_step,
 )
 
-__all__ = ["EpochRecord", "TrainResult", "set_determinism", "train"]
+__all__ = ["EpochRecord", "TrainResult", "choose_speed", "set_determinism", "train"]
 
 _EVAL_BATCH = 1024
 _DEVICE_CHECK_EVERY = 32
@@ -84,6 +93,7 @@ class TrainResult:
     train_seconds: float = 0.0
     images_per_second: float = 0.0
     epochs_run: int = 0
+    speed: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -238,6 +248,8 @@ def train(
     evaluate_test: bool = False,
     device: str | torch.device = "cpu",
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    speed: SpeedChoice | None = None,
+    bf16_native: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` under ``budget``; validate after every epoch.
 
@@ -247,15 +259,77 @@ def train(
     the test split is touched only when ``evaluate_test`` is true. Training stops early after
     ``budget.patience`` epochs without a better validation accuracy. ``on_epoch`` is called with
     each epoch's record. A NaN/inf training or validation loss returns a ``"failed"`` result.
+
+    Speed options: a ``speed`` choice (e.g. one stored in the study) is applied as given;
+    otherwise ``auto`` options of the budget are chosen by timing throw-away steps on a copy of
+    the model (``nasforge.evaluation.speed.choose``; at most 5% of the training's estimated
+    time, under a forked RNG so the training itself is not changed by the measuring).
+    ``bf16_native`` overrides the hardware check (tests). The result's ``speed`` holds the
+    choice; ``train_seconds`` includes the measuring.
     """
     started = time.perf_counter()
     dev = torch.device(device)
     set_determinism(budget.seed)
     if budget.data_fraction < 1.0:
         data = data.subset_train(budget.data_fraction, budget.seed)
-
-    memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
     model.to(dev)
+    n = int(data.train_y.shape[0])
+    if n == 0 or len(data.val_y) == 0:
+        raise ConfigError(f"{data.name}: the {'training' if n == 0 else 'validation'} split is empty")
+    batch_size = min(int(budget.batch_size), n)
+    steps = _steps_per_epoch(n, batch_size, budget.max_steps)
+    if speed is None:
+        speed = choose_speed(model, data, budget, dev, steps * budget.epochs, bf16_native)
+    setting = speed.setting
+    resolved = budget.replace(precision=setting.precision, channels_last=setting.channels_last,
+                              threads=setting.threads)
+    with applied(setting, dev):
+        result = _train(model, data, resolved, evaluate_test, dev, on_epoch, started, steps)
+    result.speed = speed.to_dict()
+    return result
+
+
+def choose_speed(
+    model: nn.Module,
+    data: DataSplits,
+    budget: Budget,
+    device: torch.device,
+    total_steps: int,
+    bf16_native: bool | None = None,
+) -> SpeedChoice:
+    """The speed setting for training ``model`` under ``budget`` (see ``train``): explicit
+    options as given, ``auto`` ones by measurement on one real batch of ``data``."""
+    native = has_native_bf16(device) if bf16_native is None else bf16_native
+    settings, extra = candidate_settings(
+        device.type, budget.precision, budget.channels_last, native, budget.threads,
+        torch.get_num_threads(),
+    )
+    if len(settings) == 1 and not extra:
+        return SpeedChoice(settings[0], source="explicit")
+    n = int(data.train_y.shape[0])
+    batch = min(int(budget.batch_size), n)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(int(budget.seed) + 7))
+        idx = pick[:batch]
+        normalize = Normalizer(data.mean, data.std, device)
+        xb = normalize(data.train_x[idx].to(device))
+        yb = data.train_y[idx].to(device)
+        step = measure_training_step(model, xb, yb, lambda m: _make_optimizer(m, budget), device)
+        return choose(settings, extra, step, total_steps)
+
+
+def _train(
+    model: nn.Module,
+    data: DataSplits,
+    budget: Budget,
+    evaluate_test: bool,
+    dev: torch.device,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    started: float,
+    steps: int,
+) -> TrainResult:
+    """The training loop of ``train`` under concrete speed options (no ``auto`` left)."""
+    memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
     if budget.channels_last:
         model.to(memory_format=torch.channels_last)
     params = count_params(model)
@@ -266,12 +340,10 @@ def train(
     val_x, val_y = data.val_x.to(dev), data.val_y.to(dev)
     normalize = Normalizer(data.mean, data.std, dev)
     n = int(train_y.shape[0])
-    if n == 0 or len(val_y) == 0:
-        raise ConfigError(f"{data.name}: the {'training' if n == 0 else 'validation'} split is empty")
     batch_size = min(int(budget.batch_size), n)
-    steps = _steps_per_epoch(n, batch_size, budget.max_steps)
 
     optimizer = _make_optimizer(model, budget)
+    scaler = grad_scaler(dev, budget.precision)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     if budget.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -311,8 +383,13 @@ def train(
             if reason is not None:
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             done += 1

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
+from nasforge.evaluation.speed import speed_key
 from nasforge.execution.executors import shutdown_now
 from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
 from nasforge.spaces.base import SearchSpace, genome_key
@@ -187,9 +188,25 @@ class Runner:
             model_seed=model_seed(self.config.seed, gkey, budget_key(bdict)),
             checkpoint_path=ckpt,
             attempt=attempt,
+            extra=self._speed_extra(gkey, budget),
         )
         future = self.executor.submit(self.evaluate, task)
         self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time())
+
+    def _speed_extra(self, gkey: str, budget: Budget) -> dict[str, Any]:
+        """The study's stored speed choices for this network (``auto`` budgets only), so a
+        rerun or ``--resume`` trains under the same options without measuring again."""
+        if not budget.speed_auto:
+            return {}
+        return {"speed": self.storage.speed_choices(
+            speed_key(gkey, budget.width, budget.batch_size))}
+
+    def _store_speed(self, gkey: str, budget: Budget, result: dict[str, Any]) -> None:
+        """Keep a choice the evaluation measured (the runner alone writes the study)."""
+        speed = result.get("speed")
+        if budget.speed_auto and speed and speed.get("measured") and result.get("speed_device"):
+            self.storage.put_speed_choice(speed_key(gkey, budget.width, budget.batch_size),
+                                          result["speed_device"], speed)
 
     def _observation(self, record: TrialRecord, genome: Any) -> Observation:
         return Observation(
@@ -260,6 +277,7 @@ class Runner:
             return None
         status = result.get("status", "failed")
         val_acc = result.get("val_acc") if status == "ok" else None
+        self._store_speed(flight.genome_key, flight.budget, result)
         record = TrialRecord(
             number=flight.number, genome_key=flight.genome_key,
             budget_key=budget_key(flight.budget.to_dict()),
@@ -337,7 +355,10 @@ class Runner:
                         stop_reason = "interrupted"
                     elif (run_cfg.time_limit is not None
                           and time.time() - start >= run_cfg.time_limit):
+                        # as a first Ctrl-C: running evaluations get the grace period, then
+                        # are cut and stay ``running`` for --resume
                         stop_reason = "time limit reached"
+                        self._stop_requested = time.time()
                     elif (run_cfg.target_accuracy is not None and best_acc is not None
                           and best_acc >= run_cfg.target_accuracy):
                         stop_reason = "target accuracy reached"
@@ -361,7 +382,7 @@ class Runner:
                     self._stop_requested is not None
                     and time.time() - self._stop_requested > run_cfg.grace_period
                 ):
-                    stop_reason = "interrupted"
+                    stop_reason = stop_reason or "interrupted"
                     break
                 done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:

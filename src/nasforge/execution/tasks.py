@@ -108,6 +108,64 @@ def _progress_writer(path: str | None) -> Callable[[Any], None] | None:
     return write
 
 
+def _speed_device(device: str) -> str:
+    import torch
+
+    from nasforge.evaluation.speed import device_key
+
+    return device_key(device, torch.get_num_threads())
+
+
+def _stored_speed(task: EvalTask, device: str) -> Any:
+    """The study's stored speed choice for this network on this device, if the runner sent one
+    (``task.extra["speed"]``: device key -> choice dict)."""
+    from nasforge.evaluation.speed import SpeedChoice
+
+    stored = (task.extra.get("speed") or {}).get(_speed_device(device))
+    if stored is None:
+        return None
+    choice = SpeedChoice.from_dict(stored)
+    choice.source, choice.measured, choice.overhead_seconds = "stored", False, 0.0
+    return choice
+
+
+def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any = None) -> dict[str, Any]:
+    """Choose the speed options of a coming training (or take ``stored``) and time its step,
+    without training: what the driver needs to estimate a final run's cost before starting it.
+
+    Returns ``speed`` (the choice), ``speed_device``, ``step_seconds`` (mean seconds of one
+    training step in the chosen setting), ``steps_per_epoch``, ``eval_images`` (images
+    validated each epoch) and ``probe_seconds``."""
+    import torch
+
+    from nasforge.evaluation.speed import applied, measure_training_step
+    from nasforge.evaluation.trainer import _make_optimizer, _steps_per_epoch, choose_speed
+
+    started = time.time()
+    dev = torch.device(device)
+    model.to(dev)
+    n = int(splits.train_y.shape[0])
+    steps = _steps_per_epoch(n, min(int(budget.batch_size), n), budget.max_steps)
+    choice = stored or choose_speed(model, splits, budget, dev, steps * budget.epochs)
+    step_seconds = choice.step_seconds
+    if step_seconds is None:  # explicit options: time them anyway, for the estimate
+        from nasforge.evaluation.metrics import Normalizer
+
+        batch = min(int(budget.batch_size), n)
+        with torch.random.fork_rng(devices=[]):
+            xb = Normalizer(splits.mean, splits.std, dev)(splits.train_x[:batch].to(dev))
+            step = measure_training_step(model, xb, splits.train_y[:batch].to(dev),
+                                         lambda m: _make_optimizer(m, budget), dev)
+            with applied(choice.setting, dev):
+                step(choice.setting)
+                step_seconds = min(step(choice.setting) for _ in range(2))
+    return {
+        "speed": choice.to_dict(), "speed_device": _speed_device(device),
+        "step_seconds": step_seconds, "steps_per_epoch": steps,
+        "eval_images": int(splits.val_y.shape[0]), "probe_seconds": time.time() - started,
+    }
+
+
 def evaluate_task(task: EvalTask) -> dict[str, Any]:
     """Build, train and measure one genome; every failure becomes a failed result dict."""
     started = time.time()
@@ -144,10 +202,17 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         if task.final:
             budget = budget.replace(patience=None)
         device = evaluation_device()
+        stored = _stored_speed(task, device)
+        if task.extra.get("probe"):
+            result.update(probe_speed(model, splits, budget, device, stored), status="ok")
+            result["finished_at"] = time.time()
+            return result
         outcome = train(model, splits, budget, device=device,
-                        on_epoch=_progress_writer(task.progress_path))
+                        on_epoch=_progress_writer(task.progress_path), speed=stored)
         out = outcome.to_dict()
         out["device"] = device
+        result["speed"] = outcome.speed
+        result["speed_device"] = _speed_device(device)
         out["flops"] = flops
         result.update(
             status=outcome.status,

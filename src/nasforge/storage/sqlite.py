@@ -425,6 +425,34 @@ class StudyStorage:
         row = self._conn.execute("SELECT state_json FROM strategy_state WHERE id = 1").fetchone()
         return json.loads(row[0]) if row else None
 
+    # ------------------------------------------------------------ meta values
+    def meta_value(self, key: str) -> Any:
+        """A JSON value stored under ``key`` in the study's ``meta`` table, or None."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def meta_values(self, prefix: str) -> dict[str, Any]:
+        """Every JSON value whose ``meta`` key starts with ``prefix``, by the rest of the key."""
+        rows = self._conn.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {key[len(prefix):]: json.loads(value) for key, value in rows}
+
+    def set_meta_value(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` (replacing an earlier one). The keys ``format`` and
+        ``schema_version`` are the file's own and are refused."""
+        if key in ("format", "schema_version"):
+            raise StorageError(f"meta key {key!r} is reserved")
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
+
+    def speed_choices(self, key: str) -> dict[str, dict[str, Any]]:
+        """Stored speed choices of one network setting (``speed.speed_key`` without the device),
+        by device key: ``{"cpu/x86_64/2t": {...SpeedChoice.to_dict()}}``."""
+        return self.meta_values(f"speed:{key}|")
+
+    def put_speed_choice(self, key: str, device: str, choice: dict[str, Any]) -> None:
+        """Store a measured speed choice so reruns and ``--resume`` reuse it."""
+        self.set_meta_value(f"speed:{key}|{device}", choice)
+
     # -------------------------------------------------------------- final runs
     def add_final_run(
         self,

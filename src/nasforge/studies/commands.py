@@ -33,7 +33,9 @@ def cmd_study_fidelity(args: argparse.Namespace) -> int:
     if args.executor is not None:
         run = dataclasses.replace(run, executor=args.executor)
     if args.time_limit is not None:
-        run = dataclasses.replace(run, time_limit=float(args.time_limit))
+        from nasforge.config import parse_duration
+
+        run = dataclasses.replace(run, time_limit=parse_duration(args.time_limit))
     if args.data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=args.data_dir))
     cfg = dataclasses.replace(cfg, run=run)
@@ -82,8 +84,8 @@ def register(subparsers: Any) -> None:
                      help="resume even if the study config changed")
     fid.add_argument("--workers", type=int, default=None)
     fid.add_argument("--executor", default=None, choices=["local", "mpi", "dask"])
-    fid.add_argument("--time-limit", type=float, default=None,
-                     help="stop submitting after this many seconds (resume later)")
+    fid.add_argument("--time-limit", default=None, metavar="DURATION",
+                     help="stop submitting after this long: seconds or 90m, 23h, 1d (resume later)")
     fid.add_argument("--data-dir", default=None)
     fid.add_argument("--quiet", action="store_true", help="no progress lines")
     fid.set_defaults(func=cmd_study_fidelity)

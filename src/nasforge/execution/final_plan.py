@@ -1,0 +1,180 @@
+"""A final step with a known cost: estimate final training before it starts, cap it, fit it.
+
+Before final training the driver sends one *probe* per genome to the same executor the runs
+will use (same worker, same thread count, same device). The probe builds the network at the
+final width, chooses the speed options (``auto``: by measurement, at most 5% of the run's
+estimated time; a choice already stored in the study is reused) and times training steps in
+the chosen setting. From that the cost of a run is
+
+    seconds = epochs * (steps_per_epoch * step_seconds + eval_images / batch * step_seconds * EVAL_FRACTION)
+
+plus the probe's own set-up time (loading data, building), and the final step's cost is the sum
+over the runs still to train divided by the runs that train at once (``workers``).
+
+Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
+the cap, the cap cuts **epochs** (never width: the network stays the one the search chose and
+every epoch count keeps its own full learning-rate schedule), down to at least one epoch. The
+decided epoch count is stored in the study (``meta`` key ``final_plan:<budget key>``), so a
+``--resume`` trains, and finds stored, exactly the same runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from nasforge.evaluation.budget import Budget
+from nasforge.evaluation.speed import SpeedChoice, speed_key
+from nasforge.execution.isolation import IsolatedEvaluate
+from nasforge.execution.tasks import EvalTask
+from nasforge.storage.sqlite import StudyStorage, budget_key
+
+EVAL_FRACTION = 0.4
+"""Seconds of evaluating one batch, as a fraction of a training step's (forward only, no
+optimizer; measured 0.3-0.45 on the quick preset's networks here)."""
+
+_EVAL_BATCH = 1024
+
+
+@dataclass
+class FinalPlan:
+    """What the final step will train and what it should cost.
+
+    ``budget`` is the budget to train (``epochs`` possibly cut by a cap); ``seconds`` the
+    estimated wall time of the runs still to train (0 when all are stored); ``per_run`` the
+    estimate of one run by genome key; ``speed`` the chosen speed options by genome key;
+    ``probe_seconds`` what the probes cost; ``note`` why the epochs were cut, if they were.
+    """
+
+    budget: Budget
+    seconds: float
+    per_run: dict[str, float]
+    speed: dict[str, SpeedChoice]
+    probe_seconds: float
+    note: str | None = None
+
+    def fits(self, seconds_left: float | None) -> bool:
+        """Whether the estimate fits in ``seconds_left`` (None: no limit)."""
+        return seconds_left is None or self.seconds <= seconds_left
+
+
+def run_seconds(probe: dict[str, Any], epochs: int, batch_size: int) -> float:
+    """Estimated wall seconds of one final run of ``epochs`` from a probe's measurements."""
+    step = float(probe["step_seconds"])
+    per_image = step / max(1, batch_size)
+    eval_seconds = probe["eval_images"] * per_image * EVAL_FRACTION
+    setup = max(0.0, float(probe.get("setup_seconds", 0.0)))
+    return epochs * (probe["steps_per_epoch"] * step + eval_seconds) + setup
+
+
+def _plan_key(budget: Budget) -> str:
+    return f"final_plan:{budget_key(budget.to_dict())}"
+
+
+def plan_final(
+    storage: StudyStorage,
+    space: Any,
+    todo: list[tuple[str, Any]],
+    budget: Budget,
+    data: dict[str, Any],
+    executor: Executor,
+    workers: int,
+    *,
+    max_seconds: float | None = None,
+    reporter: Any = None,
+) -> FinalPlan:
+    """Probe every genome still to train and plan the final step (see the module docstring).
+
+    ``todo`` lists (genome key, genome) per run still to train (a genome twice for two seeds).
+    ``max_seconds`` caps the step's estimate by cutting epochs. A plan stored earlier for the
+    same budget is reused (so a resume trains the same runs). Raises nothing for a failed probe: that genome is estimated at 0 seconds
+    and its run reports the failure itself.
+    """
+    stored_plan = storage.meta_value(_plan_key(budget))
+    planned = budget.replace(epochs=int(stored_plan["epochs"])) if stored_plan else budget
+    if not todo:
+        return FinalPlan(planned, 0.0, {}, {}, 0.0)
+    started = time.time()
+    probes: dict[str, dict[str, Any]] = {}
+    futures = {}
+    for gkey, genome in todo:
+        if gkey in futures.values():
+            continue
+        task = EvalTask(
+            trial_number=-1, space_name=space.name, space_settings=space.settings(),
+            genome=space.genome_to_dict(genome), budget=planned.to_dict(), data=data,
+            model_seed=0, final=True, extra={"probe": True, **speed_extra(storage, gkey, planned)},
+        )
+        futures[executor.submit(IsolatedEvaluate(), task)] = gkey
+    for future, gkey in futures.items():
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - a lost probe costs the estimate only
+            result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        if result.get("status") == "ok" and result.get("step_seconds"):
+            result["setup_seconds"] = result["probe_seconds"] - SpeedChoice.from_dict(
+                result["speed"]).overhead_seconds
+            probes[gkey] = result
+            speed = result["speed"]
+            if planned.speed_auto and speed.get("measured"):
+                storage.put_speed_choice(speed_key(gkey, planned.width, planned.batch_size),
+                                         result["speed_device"], speed)
+        elif reporter is not None:
+            reporter.message(f"final: could not estimate the cost ({result.get('error')})")
+    probe_seconds = time.time() - started
+
+    def total(epochs: int) -> tuple[float, dict[str, float]]:
+        per_run = {k: run_seconds(p, epochs, planned.batch_size) for k, p in probes.items()}
+        runs = [per_run.get(gkey, 0.0) for gkey, _ in todo]
+        return sum(runs) / max(1, min(workers, len(runs))), per_run
+
+    seconds, per_run = total(planned.epochs)
+    note = None
+    if stored_plan is None and max_seconds is not None and seconds > max_seconds \
+            and planned.epochs > 1:
+        cap = max_seconds
+        epochs = planned.epochs
+        while epochs > 1 and total(epochs)[0] > cap:
+            epochs -= 1
+        note = (f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
+                f"{cap:.0f}s: training {epochs} epoch(s) instead (the learning-rate schedule "
+                f"spans {epochs})")
+        planned = planned.replace(epochs=epochs)
+        seconds, per_run = total(epochs)
+    if stored_plan is None and (max_seconds is not None or note is not None):
+        storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs, "seconds": seconds})
+    speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
+    return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def speed_extra(storage: StudyStorage, gkey: str, budget: Budget) -> dict[str, Any]:
+    """The task ``extra`` carrying the study's stored speed choices for this network."""
+    if not budget.speed_auto:
+        return {}
+    return {"speed": storage.speed_choices(speed_key(gkey, budget.width, budget.batch_size))}
+
+
+def describe_plan(plan: FinalPlan) -> list[str]:
+    """Readable lines: the estimate, the speed options chosen and what measuring cost."""
+    lines = []
+    for gkey, choice in plan.speed.items():
+        how = (f"measured in {choice.overhead_seconds:.1f}s" if choice.measured
+               else choice.source)
+        lines.append(f"final: speed options {choice.setting.label()} ({how}); "
+                     f"{plan.per_run.get(gkey, 0):.0f}s a run")
+    lines.append(f"final: estimated {_clock(plan.seconds)} for {plan.budget.epochs} epoch(s) "
+                 f"(probes took {plan.probe_seconds:.0f}s)")
+    if plan.note:
+        lines.append(f"final: {plan.note}")
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(math.ceil(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+__all__ = ["FinalPlan", "describe_plan", "plan_final", "run_seconds", "speed_extra"]
