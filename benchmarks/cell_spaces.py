@@ -90,7 +90,8 @@ def run_space(name: str, settings: dict[str, Any], args: argparse.Namespace) -> 
             try:
                 reasons = (
                     validate_for(genome, shape, CLASSES, args.width)
-                    if validate_for is not None else space.validate(genome)
+                    if validate_for is not None
+                    else space.validate(genome)
                 )
                 if reasons:
                     rejected[reason_kind(reasons[0])] += 1
@@ -113,7 +114,10 @@ def run_space(name: str, settings: dict[str, Any], args: argparse.Namespace) -> 
                 if built != counted:
                     stats["count mismatch"] += 1
                     if stats["count mismatch"] <= 3:
-                        print(f"  MISMATCH {shape}: built {built} counted {counted}: {space.describe(genome)}")
+                        print(
+                            f"  MISMATCH {shape}: built {built} counted {counted}: "
+                            f"{space.describe(genome)}"
+                        )
                 stats["built"] += 1
             except Exception as exc:  # the benchmark's purpose: report any crash, keep going
                 crashes[f"{type(exc).__name__}: {reason_kind(str(exc))}"] += 1
@@ -121,7 +125,8 @@ def run_space(name: str, settings: dict[str, Any], args: argparse.Namespace) -> 
     keys = len({genome_key(space, g) for g in genomes})
     print(
         f"{name} {json.dumps(space.settings(), sort_keys=True)} width={args.width}: "
-        f"{len(genomes)} genomes ({keys} distinct canonical) x {len(SHAPES)} shapes = {stats['tried']} builds; "
+        f"{len(genomes)} genomes ({keys} distinct canonical) x {len(SHAPES)} shapes = "
+        f"{stats['tried']} builds; "
         f"built+stepped {stats['built']}, rejected {sum(rejected.values())}, "
         f"crashed {sum(crashes.values())}, count mismatches {stats['count mismatch']}"
     )

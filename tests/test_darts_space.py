@@ -124,9 +124,18 @@ def with_edge(kind: str, position: int, edge: CellEdge) -> DartsGenome:
 @pytest.mark.parametrize(
     "genome, message",
     [
-        (with_edge("normal", 1, CellEdge("sep_conv_3x3", 0)), "normal cell node 2: both inputs are node 0"),
-        (with_edge("reduce", 2, CellEdge("max_pool_3x3", 3)), "reduce cell node 3: input 3 is not an earlier node"),
-        (with_edge("normal", 7, CellEdge("sep_conv_3x3", -1)), "normal cell node 5: input -1 is not an earlier"),
+        (
+            with_edge("normal", 1, CellEdge("sep_conv_3x3", 0)),
+            "normal cell node 2: both inputs are node 0",
+        ),
+        (
+            with_edge("reduce", 2, CellEdge("max_pool_3x3", 3)),
+            "reduce cell node 3: input 3 is not an earlier node",
+        ),
+        (
+            with_edge("normal", 7, CellEdge("sep_conv_3x3", -1)),
+            "normal cell node 5: input -1 is not an earlier",
+        ),
         (with_edge("normal", 0, CellEdge("conv_7x1_1x7", 0)), "unknown operation 'conv_7x1_1x7'"),
         (DartsGenome(DartsCell(DARTS_V2.normal.edges[:6]), DARTS_V2.reduce), "expected 8 edges"),
     ],
@@ -147,7 +156,9 @@ def test_operation_subset_and_shape_limits() -> None:
     space = DartsSpace(cells=3, operations=["sep_conv_3x3", "max_pool_3x3", "skip_connect"])
     assert "operation 'dil_conv_3x3' is not in this space" in space.validate(DARTS_V2)[0]
     for g in genomes(space, 20):
-        assert {e.op for k in ("normal", "reduce") for e in g.cell(k).edges} <= set(space.operations)
+        assert {e.op for k in ("normal", "reduce") for e in g.cell(k).edges} <= set(
+            space.operations
+        )
     small = DartsSpace(cells=3, max_params=1000)
     assert "over max_params=1,000" in small.validate_for(DARTS_V2, (3, 32, 32), 10, 4)[0]
     assert "width must be >= 2" in DartsSpace(cells=3).validate_for(DARTS_V2, (3, 32, 32), 10, 1)[0]
@@ -158,7 +169,13 @@ def test_settings_round_trip_and_bad_settings() -> None:
     space = get_space("darts", cells=5, auxiliary=True, drop_path=0.2)
     again = get_space("darts", **json.loads(json.dumps(space.settings())))
     assert again.settings() == space.settings()
-    for bad in ({"cells": 0}, {"drop_path": 1.5}, {"operations": ["conv"]}, {"auxiliary": "yes"}, {"colour": 1}):
+    for bad in (
+        {"cells": 0},
+        {"drop_path": 1.5},
+        {"operations": ["conv"]},
+        {"auxiliary": "yes"},
+        {"colour": 1},
+    ):
         with pytest.raises(ConfigError):
             get_space("darts", **bad)
 
@@ -171,7 +188,10 @@ def test_count_params_equals_the_built_module_for_30_random_genomes() -> None:
         shape = SHAPES[i % len(SHAPES)]
         width, classes = rng.randint(2, 9), rng.randint(2, 12)
         built = space.build(g, shape, classes, width)
-        assert space.count_params(g, shape, classes, width) == n_params(built), (i, space.settings())
+        assert space.count_params(g, shape, classes, width) == n_params(built), (
+            i,
+            space.settings(),
+        )
         with torch.no_grad():  # every cell count (1..7: reductions adjacent or at cell 0) runs
             assert built.eval()(torch.randn(1, *shape)).shape == (1, classes)
 
@@ -230,7 +250,12 @@ def test_auxiliary_head_pooling_rule_and_drop_path() -> None:
 def test_decisions_round_trip_and_choices() -> None:
     space = DartsSpace()
     assert space.decision_length == 32 == len(space.decision_names())
-    assert space.decision_names()[:4] == ["normal.node2.input_a", "normal.node2.op_a", "normal.node2.input_b", "normal.node2.op_b"]
+    assert space.decision_names()[:4] == [
+        "normal.node2.input_a",
+        "normal.node2.op_a",
+        "normal.node2.input_b",
+        "normal.node2.op_b",
+    ]
     assert space.decision_choices([]) == (0, 1)
     assert space.decision_choices([1, "none"]) == (0,)
     for g in genomes(space, 50, seed=5) + [DARTS_V2]:
@@ -270,8 +295,10 @@ def test_describe_and_dot() -> None:
     space = DartsSpace(cells=20)
     text = space.describe(DARTS_V2, 36, input_shape=(3, 32, 32))
     assert text.startswith("normal: 2=sep_conv_3x3(0)+sep_conv_3x3(1) ")
-    assert "| reduce: 2=max_pool_3x3(0)+max_pool_3x3(1)" in text and text.endswith("20 cells, C=36, 32x32 -> 8x8")
+    assert "| reduce: 2=max_pool_3x3(0)+max_pool_3x3(1)" in text and text.endswith(
+        "20 cells, C=36, 32x32 -> 8x8"
+    )
     assert "\n" not in text
     dot = space.to_dot(DARTS_V2)
     assert dot.startswith("digraph darts {") and "cluster_normal" in dot and "cluster_reduce" in dot
-    assert dot.count('[label="dil_conv_3x3"]') == 1 and dot.count("-> \"nout\"") == 4
+    assert dot.count('[label="dil_conv_3x3"]') == 1 and dot.count('-> "nout"') == 4

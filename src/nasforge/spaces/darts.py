@@ -59,8 +59,11 @@ class DartsSpace(SearchSpace):
     """The DARTS cell space with the evaluation network's macro skeleton.
 
     Settings: ``cells`` (L, default 20, the published evaluation net; the search net had 8),
-    ``auxiliary`` (auxiliary head; published on, weight 0.4), ``drop_path`` (the network's
-    initial and maximum drop-path probability; published 0.2 with a linear ramp),
+    ``auxiliary`` (auxiliary head; published on, weight 0.4; off by default because a
+    network with it returns ``(logits, aux_logits)`` in training mode, which the trainer's
+    loss must handle, see :class:`~nasforge.spaces.darts_ops.DartsNetwork`), ``drop_path``
+    (the network's initial and maximum drop-path probability; published 0.2 with a linear
+    ramp),
     ``operations`` (a subset of the 8, default all), ``max_params`` (a search limit, None: no
     limit). The width C is the build's ``width`` (published 36).
     """
@@ -82,15 +85,24 @@ class DartsSpace(SearchSpace):
             raise ConfigError(f"darts space: cells must be a positive int, got {cells!r}")
         if not isinstance(auxiliary, bool):
             raise ConfigError(f"darts space: auxiliary must be true or false, got {auxiliary!r}")
-        if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not 0.0 <= drop_path < 1.0:
-            raise ConfigError(f"darts space: drop_path must be a number in [0, 1), got {drop_path!r}")
+        if (
+            isinstance(drop_path, bool)
+            or not isinstance(drop_path, (int, float))
+            or not 0.0 <= drop_path < 1.0
+        ):
+            raise ConfigError(
+                f"darts space: drop_path must be a number in [0, 1), got {drop_path!r}"
+            )
         ops = tuple(OPERATIONS if operations is None else operations)
         unknown = [op for op in ops if op not in OPERATIONS]
         if unknown or not ops or len(set(ops)) != len(ops):
             raise ConfigError(
-                f"darts space: operations must be distinct names among {', '.join(OPERATIONS)}; got {list(ops)}"
+                f"darts space: operations must be distinct names among {', '.join(OPERATIONS)}; "
+                f"got {list(ops)}"
             )
-        if max_params is not None and (not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1):
+        if max_params is not None and (
+            not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1
+        ):
             raise ConfigError("darts space: max_params must be a positive int or None")
         self.cells = cells
         self.auxiliary = auxiliary
@@ -127,7 +139,9 @@ class DartsSpace(SearchSpace):
         """A name per step, e.g. ``"normal.node2.input_a"``, ``"reduce.node5.op_b"``."""
         return [
             f"{cell}.node{2 + k}.{what}"
-            for cell in CELL_TYPES for k in range(STEPS) for what in DECISIONS_PER_NODE
+            for cell in CELL_TYPES
+            for k in range(STEPS)
+            for what in DECISIONS_PER_NODE
         ]
 
     def _choices(self, step: int, prefix: Sequence[Any]) -> tuple[Any, ...]:
@@ -155,7 +169,9 @@ class DartsSpace(SearchSpace):
         for step, value in enumerate(seq):
             allowed = self._choices(step, seq)
             if isinstance(value, bool) or value not in allowed:
-                raise GenomeError(f"decision {step} ({names[step]}) = {value!r}; allowed: {list(allowed)}")
+                raise GenomeError(
+                    f"decision {step} ({names[step]}) = {value!r}; allowed: {list(allowed)}"
+                )
 
     def to_decisions(self, genome: DartsGenome) -> tuple[Any, ...]:
         """The decision sequence of a valid genome (GenomeError when invalid)."""
@@ -173,7 +189,9 @@ class DartsSpace(SearchSpace):
         """The genome of a full decision sequence; GenomeError on a wrong length or value."""
         seq = list(seq)
         if len(seq) != self.decision_length:
-            raise GenomeError(f"a decision sequence has {self.decision_length} steps, got {len(seq)}")
+            raise GenomeError(
+                f"a decision sequence has {self.decision_length} steps, got {len(seq)}"
+            )
         self._check_prefix(seq)
         half = len(seq) // 2
         cells = []
@@ -186,8 +204,8 @@ class DartsSpace(SearchSpace):
 
     # ------------------------------------------------------------------ sampling
     def sample(self, rng: random.Random) -> DartsGenome:
-        """Each decision uniform over its allowed choices (ops uniform, a node's two inputs
-        a uniform pair of distinct earlier nodes: DARTS' random-search baseline)."""
+        """Each decision uniform over its allowed choices: ops uniform, a node's two inputs a
+        uniform ordered pair of distinct earlier nodes."""
         seq: list[Any] = []
         for step in range(self.decision_length):
             seq.append(rng.choice(self._choices(step, seq)))
@@ -236,21 +254,33 @@ class DartsSpace(SearchSpace):
         for kind in CELL_TYPES:
             cell = genome.cell(kind)
             if len(cell.edges) != EDGES_PER_CELL:
-                reasons.append(f"{kind} cell: expected {EDGES_PER_CELL} edges ({STEPS} nodes x 2), got {len(cell.edges)}")
+                reasons.append(
+                    f"{kind} cell: expected {EDGES_PER_CELL} edges ({STEPS} nodes x 2), "
+                    f"got {len(cell.edges)}"
+                )
                 continue
             for k, pair in enumerate(cell.nodes()):
                 node = k + 2
                 for e in pair:
                     if not 0 <= e.input < node:
                         reasons.append(
-                            f"{kind} cell node {node}: input {e.input} is not an earlier node (allowed 0..{node - 1})"
+                            f"{kind} cell node {node}: input {e.input} is not an earlier node "
+                            f"(allowed 0..{node - 1})"
                         )
                     if e.op not in OPERATIONS:
-                        reasons.append(f"{kind} cell node {node}: unknown operation {e.op!r}; known: {', '.join(OPERATIONS)}")
+                        reasons.append(
+                            f"{kind} cell node {node}: unknown operation {e.op!r}; "
+                            f"known: {', '.join(OPERATIONS)}"
+                        )
                     elif e.op not in self.operations:
-                        reasons.append(f"{kind} cell node {node}: operation {e.op!r} is not in this space")
+                        reasons.append(
+                            f"{kind} cell node {node}: operation {e.op!r} is not in this space"
+                        )
                 if pair[0].input == pair[1].input:
-                    reasons.append(f"{kind} cell node {node}: both inputs are node {pair[0].input} (must be distinct)")
+                    reasons.append(
+                        f"{kind} cell node {node}: both inputs are node {pair[0].input} "
+                        "(must be distinct)"
+                    )
         return reasons
 
     def validate_for(
@@ -260,7 +290,9 @@ class DartsSpace(SearchSpace):
         factorized reduce's two halves, classes >= 1) and ``max_params``."""
         reasons = self.validate(genome)
         if len(input_shape) != 3 or min(input_shape) < 1:
-            reasons.append(f"input shape must be (channels, height, width) >= 1, got {tuple(input_shape)}")
+            reasons.append(
+                f"input shape must be (channels, height, width) >= 1, got {tuple(input_shape)}"
+            )
         if width < 2:
             reasons.append(f"width must be >= 2 (factorized reduce splits C in two), got {width}")
         if num_classes < 1:
@@ -313,8 +345,13 @@ class DartsSpace(SearchSpace):
         """Trainable parameters of :meth:`build`'s network, from the structure (no weights)."""
         genome = self._checked(genome)
         return network_params(
-            genome.normal.pairs(), genome.reduce.pairs(), input_shape[0], num_classes, width,
-            self.cells, self.auxiliary,
+            genome.normal.pairs(),
+            genome.reduce.pairs(),
+            input_shape[0],
+            num_classes,
+            width,
+            self.cells,
+            self.auxiliary,
         )
 
     def build(
@@ -327,8 +364,14 @@ class DartsSpace(SearchSpace):
         if reasons:
             raise GenomeError(f"cannot build genome: {reasons[0]}")
         return DartsNetwork(
-            genome.normal.pairs(), genome.reduce.pairs(), tuple(input_shape), num_classes, width,
-            self.cells, self.auxiliary, self.drop_path,
+            genome.normal.pairs(),
+            genome.reduce.pairs(),
+            tuple(input_shape),
+            num_classes,
+            width,
+            self.cells,
+            self.auxiliary,
+            self.drop_path,
         )
 
     def _checked(self, genome: Any) -> DartsGenome:
@@ -339,7 +382,10 @@ class DartsSpace(SearchSpace):
 
     # ------------------------------------------------------------------ text
     def describe(
-        self, genome: DartsGenome, width: int | None = None, input_shape: tuple[int, int, int] | None = None
+        self,
+        genome: DartsGenome,
+        width: int | None = None,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> str:
         """One line: ``normal: 2=sep_conv_3x3(0)+sep_conv_3x3(1) 3=... | reduce: ... | 20 cells,
         C=36`` (node k = op(input)+op(input); 0 and 1 are the cell's inputs), plus the map
@@ -354,12 +400,15 @@ class DartsSpace(SearchSpace):
             parts.append(f"{kind}: {nodes}")
         tail = f"{self.cells} cells" + (f", C={width}" if width is not None else "")
         if input_shape is not None:
-            (h, w), (h2, w2) = map_sizes(tuple(input_shape), self.cells)[0::self.cells]
+            (h, w), (h2, w2) = map_sizes(tuple(input_shape), self.cells)[0 :: self.cells]
             tail += f", {h}x{w} -> {h2}x{w2}"
         return " | ".join(parts + [tail])
 
     def to_dot(
-        self, genome: DartsGenome, width: int | None = None, input_shape: tuple[int, int, int] | None = None
+        self,
+        genome: DartsGenome,
+        width: int | None = None,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> str:
         """A Graphviz DOT digraph with one cluster per cell: inputs ``c_{k-2}``, ``c_{k-1}``,
         nodes 2..5, edges labelled with their operation, all nodes into the concat output."""

@@ -89,7 +89,9 @@ class DartsGenome:
                 raise GenomeError(f"genome {name!r} must be a DartsCell")
 
     @classmethod
-    def from_pairs(cls, normal: Sequence[Sequence[Any]], reduce: Sequence[Sequence[Any]]) -> DartsGenome:
+    def from_pairs(
+        cls, normal: Sequence[Sequence[Any]], reduce: Sequence[Sequence[Any]]
+    ) -> DartsGenome:
         """From two published-style lists of ``(op, input)`` pairs."""
         return cls(DartsCell.from_pairs(normal), DartsCell.from_pairs(reduce))
 
@@ -113,7 +115,10 @@ class DartsGenome:
             raise GenomeError(f"genome must be a JSON object, got {type(data).__name__}")
         fields = set(data)
         if fields != {"schema", *CELL_TYPES}:
-            extra, missing = sorted(fields - {"schema", *CELL_TYPES}), sorted({"schema", *CELL_TYPES} - fields)
+            extra, missing = (
+                sorted(fields - {"schema", *CELL_TYPES}),
+                sorted({"schema", *CELL_TYPES} - fields),
+            )
             raise GenomeError(f"darts genome: unknown fields {extra}, missing {missing}")
         if data["schema"] != SCHEMA:
             raise GenomeError(f"unknown genome schema {data['schema']!r}; expected {SCHEMA!r}")
@@ -141,15 +146,24 @@ class DartsGenome:
         except SyntaxError as exc:
             raise GenomeError(f"genotype text is not valid syntax: {exc.msg}") from None
         call = tree.body
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
-            raise GenomeError("genotype text must be Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)")
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "Genotype"
+        ):
+            raise GenomeError(
+                "genotype text must be Genotype(normal=..., normal_concat=..., reduce=..., "
+                "reduce_concat=...)"
+            )
         order = ("normal", "normal_concat", "reduce", "reduce_concat")
         if len(call.args) > len(order):
             raise GenomeError(f"Genotype takes at most {len(order)} fields")
         fields: dict[str, ast.expr] = dict(zip(order, call.args))
         for kw in call.keywords:
             if kw.arg not in order or kw.arg in fields:
-                raise GenomeError(f"Genotype: unknown or repeated field {kw.arg!r}; known: {', '.join(order)}")
+                raise GenomeError(
+                    f"Genotype: unknown or repeated field {kw.arg!r}; known: {', '.join(order)}"
+                )
             fields[kw.arg] = kw.value
         for name in CELL_TYPES:
             if name not in fields:
@@ -165,7 +179,9 @@ class DartsGenome:
             try:
                 pairs = ast.literal_eval(fields[name])
             except (ValueError, TypeError, SyntaxError):
-                raise GenomeError(f"Genotype: {name} must be a literal list of (op, input) pairs") from None
+                raise GenomeError(
+                    f"Genotype: {name} must be a literal list of (op, input) pairs"
+                ) from None
             if not isinstance(pairs, (list, tuple)):
                 raise GenomeError(f"Genotype: {name} must be a list of (op, input) pairs")
             cells.append(DartsCell.from_pairs(pairs))
@@ -196,10 +212,26 @@ def _concat(node: ast.expr | None) -> tuple[int, ...]:
 
 
 DARTS_V2 = DartsGenome.from_pairs(
-    normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
-    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+    normal=[
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 0),
+        ("skip_connect", 0),
+        ("dil_conv_3x3", 2),
+    ],
+    reduce=[
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("skip_connect", 2),
+        ("max_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("skip_connect", 2),
+        ("skip_connect", 2),
+        ("max_pool_3x3", 1),
+    ],
 )
 """The published second-order DARTS cell (``DARTS_V2``; 2.76% CIFAR-10 error). At C=36,
 20 cells, 3x32x32 input, 10 classes: 3,349,342 parameters, 3,825,768 with the auxiliary

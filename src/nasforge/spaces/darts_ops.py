@@ -42,7 +42,7 @@ epoch (published: 0.2 x epoch / epochs, see :meth:`DartsNetwork.schedule_drop_pa
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -129,9 +129,7 @@ class FactorizedReduce(nn.Module):
 
 def relu_conv_bn(c_in: int, c_out: int) -> nn.Sequential:
     """ReLU, 1x1 conv, BN: the preprocessing of a cell's input."""
-    return nn.Sequential(
-        nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)
-    )
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
 
 
 def _dw_pw(c: int, kernel: int, stride: int, dilation: int) -> list[nn.Module]:
@@ -207,12 +205,12 @@ class Cell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = reduction
-        self.pre0 = FactorizedReduce(c_prev_prev, c) if reduction_prev else relu_conv_bn(c_prev_prev, c)
+        self.pre0 = (
+            FactorizedReduce(c_prev_prev, c) if reduction_prev else relu_conv_bn(c_prev_prev, c)
+        )
         self.pre1 = relu_conv_bn(c_prev, c)
         self.indices = [int(i) for _, i in edges]
-        self.ops = nn.ModuleList(
-            make_op(op, c, 2 if reduction and i < 2 else 1) for op, i in edges
-        )
+        self.ops = nn.ModuleList(make_op(op, c, 2 if reduction and i < 2 else 1) for op, i in edges)
         self.steps = len(edges) // 2
         self.out_channels = self.steps * c
 
@@ -240,13 +238,19 @@ class AuxiliaryHead(nn.Module):
         published = all(8 <= s <= 10 for s in map_size)
         pool: nn.Module = (
             nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)
-            if published else nn.AdaptiveAvgPool2d(2)
+            if published
+            else nn.AdaptiveAvgPool2d(2)
         )
         a, b = AUX_CHANNELS
         self.features = nn.Sequential(
-            nn.ReLU(), pool,
-            nn.Conv2d(channels, a, 1, bias=False), nn.BatchNorm2d(a), nn.ReLU(),
-            nn.Conv2d(a, b, 2, bias=False), nn.BatchNorm2d(b), nn.ReLU(),
+            nn.ReLU(),
+            pool,
+            nn.Conv2d(channels, a, 1, bias=False),
+            nn.BatchNorm2d(a),
+            nn.ReLU(),
+            nn.Conv2d(a, b, 2, bias=False),
+            nn.BatchNorm2d(b),
+            nn.ReLU(),
         )
         self.classifier = nn.Linear(b, num_classes)
 
@@ -260,7 +264,8 @@ def aux_params(channels: int, num_classes: int) -> int:
     return channels * a + 2 * a + a * b * 4 + 2 * b + b * num_classes + num_classes
 
 
-def _macro(cells: int, width: int):  # -> iterator of (c_pp, c_p, c, reduction, red_prev)
+def _macro(cells: int, width: int) -> Iterator[tuple[int, int, int, bool, bool]]:
+    """Per cell: (channels of input 0, of input 1, the cell's C, reduction, after a reduction)."""
     reductions = reduction_cells(cells)
     c_pp = c_p = STEM_MULTIPLIER * width
     c = width
@@ -303,7 +308,9 @@ class DartsNetwork(nn.Module):
         super().__init__()
         in_ch, h, w = input_shape
         stem = STEM_MULTIPLIER * width
-        self.stem = nn.Sequential(nn.Conv2d(in_ch, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_ch, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem)
+        )
         self.cells = nn.ModuleList()
         self.aux_index = 2 * cells // 3
         self.auxiliary_head: nn.Module | None = None
@@ -353,7 +360,7 @@ def network_params(
     total = in_channels * stem * 9 + 2 * stem
     aux_index = 2 * cells // 3
     c_out = stem
-    for i, (c_pp, c_p, c, reduction, red_prev) in enumerate(_macro(cells, width)):
+    for i, (c_pp, c_p, c, reduction, _) in enumerate(_macro(cells, width)):
         total += c_pp * c + 2 * c  # relu-conv-bn and factorized reduce alike
         total += c_p * c + 2 * c
         for op, j in reduce if reduction else normal:
@@ -374,4 +381,3 @@ def map_sizes(input_shape: Shape, cells: int) -> list[tuple[int, int]]:
             h, w = _reduced(h, 2), _reduced(w, 2)
         sizes.append((h, w))
     return sizes
-
