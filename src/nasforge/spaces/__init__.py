@@ -13,6 +13,7 @@ from nasforge.spaces.base import (
     get_space,
     register_space,
 )
+from nasforge.spaces.darts import DARTS_V2, DartsGenome, DartsSpace  # noqa: F401 (registers "darts")
 from nasforge.spaces.global_dag import GlobalGenome, GlobalSpace, remnet_best_genome
 from nasforge.spaces.merge import MERGE_POLICIES, MergePolicy
 from nasforge.spaces.ops import register_operation
