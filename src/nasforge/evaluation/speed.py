@@ -212,7 +212,7 @@ def choose(
     *,
     fraction: float = MEASURE_FRACTION,
     abandon: float = 3.0,
-    max_timed: int = 3,
+    max_timed: int = 5,
     clock: Callable[[], float] = time.perf_counter,
 ) -> SpeedChoice:
     """Time the candidates with ``step`` and keep the fastest, within a measuring budget.
