@@ -87,7 +87,9 @@ class NB201Cell(nn.Module):
                     continue
                 term = self.edges[k](nodes[src])
                 total = term if total is None else total + term
-            nodes.append(torch.zeros_like(x) if total is None else total)
+            # x * 0 rather than a fresh zero tensor: as the published Zero op, the graph
+            # stays connected (the stem gets a zero gradient, not none)
+            nodes.append(x * 0.0 if total is None else total)
         return nodes[3]
 
 
