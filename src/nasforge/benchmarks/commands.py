@@ -40,9 +40,9 @@ def table_rows(genome: Any, table: Any = None) -> list[tuple[str, Any]]:
     accuracy, its simulated training time and its NB201 class key. Loads the table when
     ``table`` is None (``TableMissingError`` in one line when the package is missing)."""
     from nasforge.benchmarks.nb201_table import load_table, naslib_key
-    from nasforge.spaces.nb201 import _as_genome, nb201_key
+    from nasforge.spaces.nb201 import as_genome, nb201_key
 
-    g = _as_genome(genome)
+    g = as_genome(genome)
     t = load_table() if table is None else table
     return [
         ("table test accuracy", f"{t.lookup(g):.2f}% (CIFAR-10, 200 epochs, 1 seed)"),

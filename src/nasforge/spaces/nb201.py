@@ -182,7 +182,7 @@ class NB201Space(SearchSpace):
     # ------------------------------------------------------------------ JSON and text
     def genome_to_dict(self, genome: NB201Genome) -> dict[str, Any]:
         """``{"schema": "nasforge.nb201/1", "ops": [6 names in EDGES order]}``."""
-        return {"schema": SCHEMA, "ops": list(_as_genome(genome).ops)}
+        return {"schema": SCHEMA, "ops": list(as_genome(genome).ops)}
 
     def genome_from_dict(self, data: Mapping[str, Any]) -> NB201Genome:
         """Parse :meth:`genome_to_dict`'s form (or ``{"cell": "<NB201 string>"}``);
@@ -212,7 +212,7 @@ class NB201Space(SearchSpace):
     def describe(self, genome: NB201Genome, width: int | None = None,
                  input_shape: tuple[int, int, int] | None = None) -> str:
         """The NB201 string form, then C and N (and parameters given ``input_shape``)."""
-        g = _as_genome(genome)
+        g = as_genome(genome)
         c = self.channels if width is None else width
         text = f"{g.to_string()} (C={c}, N={self.cells})"
         if input_shape is not None:
@@ -222,7 +222,7 @@ class NB201Space(SearchSpace):
     def to_dot(self, genome: NB201Genome, width: int | None = None) -> str:
         """The cell as a Graphviz digraph: nodes 0..3, one labelled arrow per edge (``none``
         edges dashed grey)."""
-        g = _as_genome(genome)
+        g = as_genome(genome)
         lines = ["digraph cell {", "  rankdir=LR;", "  node [shape=circle];"]
         lines += [f'  "{i}";' for i in range(4)]
         for (dst, src), op in zip(EDGES, g.ops):
@@ -239,14 +239,14 @@ class NB201Space(SearchSpace):
     def mutate(self, genome: NB201Genome, rng: random.Random) -> NB201Genome:
         """One uniformly chosen edge set to a uniformly chosen different operation (the
         mutation of REA in NAS-Bench-201's baselines)."""
-        ops = list(_as_genome(genome).ops)
+        ops = list(as_genome(genome).ops)
         k = rng.randrange(len(ops))
         ops[k] = rng.choice([op for op in OPERATIONS if op != ops[k]])
         return NB201Genome(tuple(ops))  # type: ignore[arg-type]
 
     def crossover(self, a: NB201Genome, b: NB201Genome, rng: random.Random) -> NB201Genome:
         """Uniform crossover: each edge's operation from ``a`` or ``b`` with probability 1/2."""
-        pa, pb = _as_genome(a).ops, _as_genome(b).ops
+        pa, pb = as_genome(a).ops, as_genome(b).ops
         return NB201Genome(tuple(x if rng.random() < 0.5 else y for x, y in zip(pa, pb)))  # type: ignore[arg-type]
 
     def validate(self, genome: Any) -> list[str]:
@@ -266,7 +266,7 @@ class NB201Space(SearchSpace):
             for g in all_genomes():
                 reps.setdefault(nb201_key(g), g)
             self._representatives = reps
-        return self._representatives[nb201_key(_as_genome(genome))]
+        return self._representatives[nb201_key(as_genome(genome))]
 
     # ------------------------------------------------------------------ decisions
     def decision_length(self) -> int:
@@ -282,7 +282,7 @@ class NB201Space(SearchSpace):
 
     def genome_to_decisions(self, genome: NB201Genome) -> tuple[str, ...]:
         """The genome as its sequence of 6 choices (the operations in ``EDGES`` order)."""
-        return _as_genome(genome).ops
+        return as_genome(genome).ops
 
     def genome_from_decisions(self, decisions: Sequence[str]) -> NB201Genome:
         """The genome of a full decision sequence; ``GenomeError`` when it is not one."""
@@ -301,7 +301,7 @@ class NB201Space(SearchSpace):
         """A float32 vector: one-hot operation per edge (``EDGES`` order, ``OPERATIONS``
         order), or with ``encoding="path"`` one bit per operation sequence present on an
         input->output route without ``none`` edges (routes 0-3, 0-1-3, 0-2-3, 0-1-2-3)."""
-        ops = _as_genome(genome).ops
+        ops = as_genome(genome).ops
         if self.encoding == "onehot":
             vec = np.zeros((len(EDGES), len(OPERATIONS)), dtype=np.float32)
             for k, op in enumerate(ops):
@@ -343,7 +343,8 @@ class NB201Space(SearchSpace):
         return genome  # type: ignore[no-any-return]
 
 
-def _as_genome(genome: Any) -> NB201Genome:
+def as_genome(genome: Any) -> NB201Genome:
+    """``genome`` itself, or parsed from the NB201 string form; ``GenomeError`` otherwise."""
     if isinstance(genome, NB201Genome):
         return genome
     if isinstance(genome, str):
