@@ -163,5 +163,6 @@ def test_encodings() -> None:
 def test_describe_and_dot(space) -> None:
     g = parse_nb201(ALL_CONV3)
     assert space.describe(g, 8).startswith(ALL_CONV3) and "C=8, N=1" in space.describe(g, 8)
+    assert space.describe(g, 8, input_shape=(3, 17, 23)).endswith("maps 17x23, 9x12, 5x6")
     dot = space.to_dot(NB201Genome(("none",) + ("skip_connect",) * 5))
     assert dot.count("->") == len(EDGES) and "dashed" in dot

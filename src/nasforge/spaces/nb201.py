@@ -211,12 +211,15 @@ class NB201Space(SearchSpace):
 
     def describe(self, genome: NB201Genome, width: int | None = None,
                  input_shape: tuple[int, int, int] | None = None) -> str:
-        """The NB201 string form, then C and N (and parameters given ``input_shape``)."""
+        """The NB201 string form, then C and N (and the three stages' map sizes given
+        ``input_shape``, e.g. ``maps 17x23, 9x12, 5x6``)."""
         g = as_genome(genome)
         c = self.channels if width is None else width
         text = f"{g.to_string()} (C={c}, N={self.cells})"
         if input_shape is not None:
-            text += f", {self.count_params(g, input_shape, 10, c):,} params at 10 classes"
+            h, w = int(input_shape[1]), int(input_shape[2])
+            sizes = [(h, w), ((h + 1) // 2, (w + 1) // 2), ((h + 3) // 4, (w + 3) // 4)]
+            text += ", maps " + ", ".join(f"{a}x{b}" for a, b in sizes)
         return text
 
     def to_dot(self, genome: NB201Genome, width: int | None = None) -> str:
