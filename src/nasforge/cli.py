@@ -572,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nasforge.studies import commands as study_commands
 
     study_commands.register(sub)
+    from nasforge.benchmarks import commands as bench_commands
+
+    bench_commands.register(sub)
     return parser
 
 
