@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -315,7 +316,9 @@ def choose_speed(
         xb = normalize(data.train_x[idx].to(device))
         yb = data.train_y[idx].to(device)
         step = measure_training_step(model, xb, yb, lambda m: _make_optimizer(m, budget), device)
-        return choose(settings, extra, step, total_steps)
+        # NASFORGE_SPEED_MIN_SECONDS: the smallest measuring allowance worth using (default 1 s)
+        floor = float(os.environ.get("NASFORGE_SPEED_MIN_SECONDS", "1.0"))
+        return choose(settings, extra, step, total_steps, min_seconds=floor)
 
 
 def _train(
