@@ -325,6 +325,7 @@ def measure_training_step(
     the given normalised batch ``batch_x`` [N, C, H, W] (float32) and labels ``batch_y`` [N],
     timed in seconds (device-synchronised)."""
     from nasforge.evaluation.metrics import autocast_context, grad_scaler
+    from nasforge.evaluation.trainer import training_loss
 
     copies: dict[SpeedSetting, tuple[nn.Module, torch.optim.Optimizer, Any]] = {}
 
@@ -344,8 +345,8 @@ def measure_training_step(
             _sync(device)
             begin = time.perf_counter()
             with autocast_context(device, setting.precision):
-                logits = clone(xb)
-            loss = nn.functional.cross_entropy(logits.float(), yb)
+                output = clone(xb)
+            loss = training_loss(clone, output, yb)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
