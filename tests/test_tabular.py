@@ -168,3 +168,34 @@ def test_synthetic_fidelity(table) -> None:
     assert taus[0.1][0] < taus[0.2][0] < taus[0.5][0]
     with pytest.raises(ConfigError):
         fid.accuracy(g, 0)
+
+
+@needs_table
+def test_a_search_with_the_tabular_evaluator_answers_from_the_table(tmp_path, table, capsys) -> None:
+    """`nasforge search --evaluator tabular:nb201` runs the ordinary runner and study in this
+    process: every trial's fitness is its cell's table value; it resumes like any study."""
+    from nasforge.spaces.nb201 import NB201Genome
+    from nasforge.storage import StudyStorage
+
+    db = tmp_path / "t.db"
+    args = ["search", "quick", "--space", "nb201", "--evaluator", "tabular:nb201",
+            "--storage", str(db), "--set", "strategy.settings={population: 8, sample: 3}"]
+    assert main(args + ["--max-evals", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "tabular benchmark run" in out and "no final training" in out
+    assert main(args + ["--max-evals", "40", "--resume"]) == 0
+    capsys.readouterr()
+    space = get_space("nb201")
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+        assert len(trials) == 40 and all(t.status == "ok" for t in trials)
+        for t in trials:
+            genome = space.genome_from_dict(t.genome)
+            assert isinstance(genome, NB201Genome)
+            assert t.val_acc == pytest.approx(table.lookup(genome) / 100)
+            assert t.metrics["benchmark"] == "tabular:nb201"
+    # the table answers nb201 cells only: one line, no study
+    assert main(["search", "quick", "--evaluator", "tabular:nb201",
+                 "--storage", str(tmp_path / "g.db")]) == 2
+    assert "answers the nb201 space only" in capsys.readouterr().err
+    assert not (tmp_path / "g.db").exists()
