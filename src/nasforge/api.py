@@ -294,7 +294,8 @@ def train_final(
                 reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: test acc "
                                  f"{run.test_acc:.4f} (stored, not retrained)")
                 continue
-            ckpt = weights / f"{gkey}_w{budget.width}_s{seed_index}.pt"
+            # named by budget too: two final budgets (other epochs) never overwrite each other
+            ckpt = weights / f"{gkey}_{budget_key(budget.to_dict())[:8]}_w{budget.width}_s{seed_index}.pt"
             progress = ckpt.with_suffix(".progress.jsonl")
             progress.parent.mkdir(parents=True, exist_ok=True)
             progress.write_text("")
