@@ -185,6 +185,8 @@ class Search:
         warm = load_genomes(self.space, init_from) if init_from is not None else None
         self.storage = open_study(storage_path, config, resume=resume, force=force)
         self._created = not resume
+        self.run_number = self.storage.start_run(
+            provenance(), {"run": config.to_dict()["run"], "resume": resume, "force": force})
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
@@ -210,7 +212,9 @@ class Search:
                 strategy=self.strategy, executor=executor, reporter=self.reporter,
                 evaluate=evaluate,
             )
-            return runner.run()
+            summary = runner.run()
+            self.storage.end_run(self.run_number, summary.stop_reason)
+            return summary
         finally:
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)

@@ -468,6 +468,28 @@ class StudyStorage:
             raise StorageError(f"meta key {key!r} is reserved")
         self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
 
+    def start_run(self, provenance: dict[str, Any], settings: dict[str, Any]) -> int:
+        """Record the start of one run of the study (a new search or a ``--resume``): its
+        provenance (versions, host, commit) and run settings; returns its number (1, 2, ...).
+        Earlier runs' rows are kept (a resume never overwrites them)."""
+        number = len(self.meta_values("run:")) + 1
+        self.set_meta_value(f"run:{number:05d}", {
+            "number": number, "started_at": time.time(), "ended_at": None,
+            "stop_reason": None, "provenance": provenance, "settings": settings})
+        return number
+
+    def end_run(self, number: int, stop_reason: str) -> None:
+        """Record how run ``number`` ended."""
+        key = f"run:{number:05d}"
+        row = self.meta_value(key)
+        if row is not None:
+            row.update(ended_at=time.time(), stop_reason=stop_reason)
+            self.set_meta_value(key, row)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run of the study, oldest first (see ``start_run``)."""
+        return [v for _, v in sorted(self.meta_values("run:").items())]
+
     def speed_choices(self, key: str) -> dict[str, dict[str, Any]]:
         """Stored speed choices of one network setting (``speed.speed_key`` without the device),
         by device key: ``{"cpu/x86_64/2t": {...SpeedChoice.to_dict()}}``."""
