@@ -38,8 +38,10 @@ function secs(v) {
 }
 const when = (ts) => (ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "–");
 const card = (k, v, cls) => el("div", { class: "card " + (cls || "") }, el("div", { class: "v" }, v), el("div", { class: "k" }, k));
+// replaceChildren() would show a null as the text "null": drop the empty parts first
+const setView = (...nodes) => view.replaceChildren(...nodes.flat().filter((x) => x !== null && x !== undefined && x !== false));
 const section = (title, ...body) => el("section", {}, el("h2", {}, title), ...body);
-const plotDiv = (id) => el("div", { id: id, class: "plot" });
+const plotDiv = (id, caption) => el("figure", {}, caption ? el("figcaption", {}, caption) : null, el("div", { id: id, class: "plot" }));
 const link = (href, text) => el("a", { href: href }, text);
 function kv(items) {
   return el("table", { class: "kv" }, items.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
@@ -55,7 +57,7 @@ function setLive(ok, text) {
   liveBadge.textContent = text;
   liveBadge.className = "live " + (ok ? "ok" : "bad");
 }
-const LAYOUT = { margin: { l: 55, r: 15, t: 36, b: 45 }, height: 300, font: { size: 11 }, hovermode: "closest",
+const LAYOUT = { margin: { l: 55, r: 15, t: 28, b: 45 }, height: 290, font: { size: 11 }, hovermode: "closest",
   paper_bgcolor: "#fff", plot_bgcolor: "#fff", legend: { orientation: "h", y: -0.25 } };
 function plot(id, traces, layout) {
   const node = document.getElementById(id);
@@ -93,7 +95,7 @@ async function overview(update) {
       const ids = [...document.querySelectorAll("input.pick:checked")].map((b) => b.value);
       location.hash = "#/compare/" + ids.join(",");
     } } }, "compare selected");
-    view.replaceChildren(
+    setView(
       section("Studies (" + d.studies.length + ")",
         el("table", { class: "wide" }, el("thead", {}, el("tr", {}, ["", "study", "state", "finished", "by status", "best val acc", "elapsed", "time left", "final runs", ""].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
         el("p", {}, cmp, el("span", { class: "muted" }, "  tick studies to compare them; new studies in a watched folder appear here"))),
@@ -165,36 +167,36 @@ function finalsSection(d) {
     el("td", {}, r.budget), el("td", { class: "num" }, secs(r.seconds))));
   return section("Final runs (whole training set, test accuracy)", el("div", { class: "grid2" },
     el("table", {}, el("thead", {}, el("tr", {}, ["trial", "seed", "status", "test acc", "params", "budget", "time"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
-    plotDiv("p-finals")));
+    plotDiv("p-finals", "Final training: test accuracy per epoch")));
 }
 
 function studyPlots(d) {
   const okPts = d.points;
   plot("p-trial", [
-    { x: okPts.map((p) => p.n), y: okPts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 5, opacity: 0.5 }, customdata: okPts.map((p) => p.n), hovertemplate: "trial %{x}: %{y:.4f}<extra></extra>" },
+    { x: okPts.map((p) => p.n), y: okPts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 7, opacity: 0.75 }, customdata: okPts.map((p) => p.n), hovertemplate: "trial %{x}: %{y:.4f}<extra></extra>" },
     { x: d.best_by_trial.x, y: d.best_by_trial.y, mode: "lines", line: { shape: "hv", color: FRONT }, name: "best so far" }],
-  { title: { text: "Validation accuracy by trial" }, xaxis: axis("trial number"), yaxis: axis("val acc") });
+  { xaxis: axis("trial number"), yaxis: axis("val acc") });
   plot("p-time", [{ x: d.best_by_time.x.map((v) => v / 60), y: d.best_by_time.y, mode: "lines+markers", line: { shape: "hv", color: FRONT }, marker: { size: 4 }, name: "best so far" }],
-    { title: { text: "Best so far against time" }, xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
+    { xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
   const tl = d.timeline;
   const colour = (s) => (s === "ok" ? OK : s === "failed" ? BAD : s === "running" ? RUN : PRUNED);
   plot("p-timeline", [{ type: "bar", orientation: "h", base: tl.map((b) => b.x0 / 60), x: tl.map((b) => Math.max((b.x1 - b.x0) / 60, 1e-3)), y: tl.map((b) => b.worker),
     marker: { color: tl.map((b) => colour(b.status)), line: { color: "#fff", width: 0.5 } }, customdata: tl.map((b) => b.n),
     text: tl.map((b) => "#" + b.n + " " + b.status), hovertemplate: "%{text}<br>%{base:.2f} min, %{x:.2f} min long<extra></extra>", textposition: "none" }],
-  { title: { text: "Worker timeline (blue ok, red failed, amber running)" }, xaxis: axis("minutes since the first trial"), yaxis: axis("", { automargin: true, type: "category" }),
+  { xaxis: axis("minutes since the first trial"), yaxis: axis("", { automargin: true, type: "category" }),
     height: Math.max(220, 90 + 28 * new Set(tl.map((b) => b.worker)).size), barmode: "overlay", showlegend: false });
   for (const cost of ["params", "flops"]) {
     const pts = okPts.filter((p) => p[cost]);
     const front = new Set(d.pareto[cost]);
     const fp = pts.filter((p) => front.has(p.n)).sort((a, b) => a[cost] - b[cost]);
     plot("p-" + cost, [
-      { x: pts.map((p) => p[cost]), y: pts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 6, opacity: 0.55 }, customdata: pts.map((p) => p.n), hovertemplate: "trial %{customdata}: %{y:.4f}, %{x:.3s}<extra></extra>" },
+      { x: pts.map((p) => p[cost]), y: pts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 7, opacity: 0.75 }, customdata: pts.map((p) => p.n), hovertemplate: "trial %{customdata}: %{y:.4f}, %{x:.3s}<extra></extra>" },
       { x: fp.map((p) => p[cost]), y: fp.map((p) => p.acc), mode: "lines+markers", name: "Pareto front", line: { shape: "hv", color: FRONT }, marker: { color: FRONT, size: 8 }, customdata: fp.map((p) => p.n), hovertemplate: "trial %{customdata}: %{y:.4f}, %{x:.3s}<extra></extra>" }],
-    { title: { text: "Accuracy against " + (cost === "params" ? "parameters" : "FLOPs per image") }, xaxis: axis(cost === "params" ? "parameters" : "FLOPs / image", { type: pts.length > 1 && Math.max(...pts.map((p) => p[cost])) / Math.min(...pts.map((p) => p[cost])) > 30 ? "log" : "linear" }), yaxis: axis("val acc") });
+    { xaxis: axis(cost === "params" ? "parameters" : "FLOPs / image", pts.length > 1 && Math.max(...pts.map((p) => p[cost])) / Math.min(...pts.map((p) => p[cost])) > 30 ? { type: "log", dtick: 1, tickformat: "~s" } : { tickformat: "~s" }), yaxis: axis("val acc") });
   }
   const runs = d.finals.filter((r) => r.curve.length);
   if (document.getElementById("p-finals")) plot("p-finals", runs.map((r, i) => ({ x: r.curve.map((c) => c.epoch), y: r.curve.map((c) => c.acc), mode: "lines+markers", name: "trial " + r.trial + " seed " + r.seed, line: { color: COLOURS[i % COLOURS.length] } })),
-    { title: { text: "Final training: test accuracy per epoch" }, xaxis: axis("epoch"), yaxis: axis("test acc") });
+    { xaxis: axis("epoch"), yaxis: axis("test acc") });
   for (const id of ["p-trial", "p-timeline", "p-params", "p-flops"]) {
     const node = document.getElementById(id);
     if (node && !node.dataset.clicks) {
@@ -212,14 +214,14 @@ async function study(sid, update) {
   if (!update || sig !== state.seen || !document.getElementById("p-trial")) {
     state.seen = sig;
     const run = d.config.run || {}, space = d.config.space || {}, strat = d.config.strategy || {};
-    view.replaceChildren(
+    setView(
       el("h1", {}, sm.name || "study", " ", el("span", { class: "muted small" }, sm.path)),
       d.error ? el("p", { class: "bad" }, d.error) : null,
       progressCards(sm),
       el("p", { class: "muted small" }, "space " + (space.name || "?") + ", strategy " + (strat.name || "?") + ", max_evals " + run.max_evals +
         (run.time_limit ? ", time limit " + secs(run.time_limit) : "") + ", " + run.workers + " worker(s); started " + when(sm.started_at)),
-      section("Progress", el("div", { class: "grid2" }, plotDiv("p-trial"), plotDiv("p-time")), plotDiv("p-timeline")),
-      section("Accuracy against size (click a point for its trial)", el("div", { class: "grid2" }, plotDiv("p-params"), plotDiv("p-flops"))),
+      section("Progress", el("div", { class: "grid2" }, plotDiv("p-trial", "Validation accuracy by trial (dots) and best so far"), plotDiv("p-time", "Best so far against time")), plotDiv("p-timeline", "Worker timeline: a bar per trial (blue ok, red failed, amber running, grey other)")),
+      section("Accuracy against size (click a point for its trial)", el("div", { class: "grid2" }, plotDiv("p-params", "Validation accuracy against parameters, Pareto front in orange"), plotDiv("p-flops", "Validation accuracy against FLOPs per image, Pareto front in orange"))),
       section("Trials", trialTable(d)),
       finalsSection(d));
     drawTable(d);
@@ -246,7 +248,7 @@ async function trial(sid, n, update) {
   d.finals.forEach((f) => items.push(["final run seed " + f.seed, f.status + ", test acc " + acc(f.test_acc)]));
   const drawing = el("img", { src: "/api/study/" + encodeURIComponent(sid) + "/trial/" + encodeURIComponent(n) + "/drawing.svg", alt: "network of trial " + r.n, class: "drawing" });
   drawing.addEventListener("error", () => drawing.replaceWith(el("p", { class: "muted" }, "no drawing for this genome")));
-  view.replaceChildren(
+  setView(
     el("h1", {}, "Trial #" + r.n + " ", el("span", { class: "muted small" }, d.study || "")),
     d.genome_text ? el("p", { class: "desc" }, d.genome_text) : null,
     el("div", { class: "grid3" }, el("section", {}, el("h2", {}, "Network"), drawing), section("Metrics", kv(items)), section("Learning curve", plotDiv("p-curve"))),
@@ -259,7 +261,7 @@ async function trial(sid, n, update) {
     { x: c.map((x) => x.epoch), y: c.map((x) => x.val_acc), mode: "lines+markers", name: "val acc", line: { color: OK } },
     { x: c.map((x) => x.epoch), y: c.map((x) => x.train_loss), mode: "lines+markers", name: "train loss", yaxis: "y2", line: { color: "#777", dash: "dash" } },
     { x: c.map((x) => x.epoch), y: c.map((x) => x.val_loss), mode: "lines+markers", name: "val loss", yaxis: "y2", line: { color: FRONT, dash: "dot" } }],
-  { xaxis: axis("epoch", { dtick: 1 }), yaxis: axis("val acc"), yaxis2: axis("loss", { overlaying: "y", side: "right" }), height: 320,
+  { xaxis: axis("epoch", { dtick: 1 }), yaxis: axis("val acc", { range: [0, 1.02] }), yaxis2: axis("loss", { overlaying: "y", side: "right", rangemode: "tozero", showgrid: false }), height: 320, margin: { l: 55, r: 55, t: 28, b: 45 },
     annotations: c.length ? [] : [{ text: "no learning curve recorded", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }] });
 }
 
@@ -273,13 +275,13 @@ async function compare(ids, update) {
     state.seen = sig;
     const rows = chosen.map((s) => { const sm = s.summary; return el("tr", {}, el("td", {}, link("#/s/" + s.id, sm.name)), el("td", { class: "muted small" }, s.path),
       el("td", { class: "num" }, sm.finished), el("td", { class: "num" }, sm.failed), el("td", { class: "num" }, acc(sm.best_acc)), el("td", { class: "num" }, secs(sm.elapsed_s)), el("td", { class: "num" }, sm.finals)); });
-    view.replaceChildren(section("Comparison", el("table", { class: "wide" }, el("thead", {}, el("tr", {}, ["study", "file", "finished", "failed", "best val acc", "elapsed", "final runs"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
-      el("div", { class: "grid2" }, plotDiv("c-time"), plotDiv("c-trial"))));
+    setView(section("Comparison", el("table", { class: "wide" }, el("thead", {}, el("tr", {}, ["study", "file", "finished", "failed", "best val acc", "elapsed", "final runs"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
+      el("div", { class: "grid2" }, plotDiv("c-time", "Best so far against time"), plotDiv("c-trial", "Best so far against finished trials"))));
   }
   plot("c-time", chosen.map((s, i) => ({ x: s.best_by_time.x.map((v) => v / 60), y: s.best_by_time.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] }, name: s.summary.name + " (" + s.path.split("/").pop() + ")" })),
-    { title: { text: "Best so far against time" }, xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
+    { xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
   plot("c-trial", chosen.map((s, i) => ({ x: s.best_by_time.y.map((_, k) => k + 1), y: s.best_by_time.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] }, name: s.summary.name + " (" + s.path.split("/").pop() + ")" })),
-    { title: { text: "Best so far against finished trials" }, xaxis: axis("finished trials"), yaxis: axis("best val acc") });
+    { xaxis: axis("finished trials"), yaxis: axis("best val acc") });
 }
 
 // ------------------------------------------------------------------ routing and polling
@@ -293,7 +295,7 @@ async function render(update) {
     setLive(true, "live · updated " + new Date().toLocaleTimeString());
   } catch (e) {
     setLive(false, String(e.message || e));
-    if (!update) view.replaceChildren(el("p", { class: "bad" }, String(e.message || e)), el("p", {}, link("#/", "all studies")));
+    if (!update) setView(el("p", { class: "bad" }, String(e.message || e)), el("p", {}, link("#/", "all studies")));
   }
 }
 function schedule() {
