@@ -277,7 +277,7 @@ def _timeline(trials: Sequence[TrialRecord], start: float | None, now: float) ->
         if begin is None:
             continue
         end = t.finished_at if t.finished_at else now
-        bars.append({"n": t.number, "worker": t.worker or ("running" if t.status == "running" else "(no worker)"), "status": t.status,
+        bars.append({"n": t.number, "worker": t.worker or (f"running #{t.number}" if t.status == "running" else "(no worker)"), "status": t.status,
                      "x0": float(begin) - start, "x1": float(end) - start})
     return bars
 

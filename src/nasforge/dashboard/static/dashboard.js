@@ -65,6 +65,13 @@ function plot(id, traces, layout) {
   Plotly.react(node, traces, Object.assign({}, LAYOUT, { uirevision: id }, layout), { displaylogo: false, responsive: true });
   return node;
 }
+// an accuracy axis around the values (a flat line would otherwise get plotly's default span)
+function accAxis(title, ys) {
+  const v = ys.flat().filter((y) => y !== null && y !== undefined);
+  if (!v.length) return axis(title);
+  const lo = Math.min(...v), hi = Math.max(...v), pad = Math.max(0.02, 0.08 * (hi - lo));
+  return axis(title, { range: [Math.max(0, lo - pad), Math.min(1.02, hi + pad)] });
+}
 function axis(title, extra) { return Object.assign({ title: { text: title }, gridcolor: "#eee", zeroline: false }, extra || {}); }
 
 // ------------------------------------------------------------------ overview
@@ -104,7 +111,7 @@ async function overview(update) {
   const ok = d.studies.filter((s) => s.summary);
   plot("ov-best", ok.map((s, i) => ({ x: s.best_by_time.x.map((v) => v / 60), y: s.best_by_time.y, mode: "lines+markers",
     line: { shape: "hv", color: COLOURS[i % COLOURS.length] }, marker: { size: 4 }, name: s.summary.name + " (" + s.path.split("/").pop() + ")" })),
-  { xaxis: axis("minutes since the study's first trial"), yaxis: axis("best val acc") });
+  { xaxis: axis("minutes since the study's first trial"), yaxis: accAxis("best val acc", ok.map((s) => s.best_by_time.y)) });
 }
 
 // ------------------------------------------------------------------ one study
@@ -175,9 +182,9 @@ function studyPlots(d) {
   plot("p-trial", [
     { x: okPts.map((p) => p.n), y: okPts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 7, opacity: 0.75 }, customdata: okPts.map((p) => p.n), hovertemplate: "trial %{x}: %{y:.4f}<extra></extra>" },
     { x: d.best_by_trial.x, y: d.best_by_trial.y, mode: "lines", line: { shape: "hv", color: FRONT }, name: "best so far" }],
-  { xaxis: axis("trial number"), yaxis: axis("val acc") });
+  { xaxis: axis("trial number"), yaxis: accAxis("val acc", okPts.map((p) => p.acc)) });
   plot("p-time", [{ x: d.best_by_time.x.map((v) => v / 60), y: d.best_by_time.y, mode: "lines+markers", line: { shape: "hv", color: FRONT }, marker: { size: 4 }, name: "best so far" }],
-    { xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
+    { xaxis: axis("minutes since the first trial"), yaxis: accAxis("best val acc", d.best_by_time.y) });
   const tl = d.timeline;
   const colour = (s) => (s === "ok" ? OK : s === "failed" ? BAD : s === "running" ? RUN : PRUNED);
   plot("p-timeline", [{ type: "bar", orientation: "h", base: tl.map((b) => b.x0 / 60), x: tl.map((b) => Math.max((b.x1 - b.x0) / 60, 1e-3)), y: tl.map((b) => b.worker),
@@ -192,7 +199,7 @@ function studyPlots(d) {
     plot("p-" + cost, [
       { x: pts.map((p) => p[cost]), y: pts.map((p) => p.acc), mode: "markers", name: "ok trial", marker: { color: OK, size: 7, opacity: 0.75 }, customdata: pts.map((p) => p.n), hovertemplate: "trial %{customdata}: %{y:.4f}, %{x:.3s}<extra></extra>" },
       { x: fp.map((p) => p[cost]), y: fp.map((p) => p.acc), mode: "lines+markers", name: "Pareto front", line: { shape: "hv", color: FRONT }, marker: { color: FRONT, size: 8 }, customdata: fp.map((p) => p.n), hovertemplate: "trial %{customdata}: %{y:.4f}, %{x:.3s}<extra></extra>" }],
-    { xaxis: axis(cost === "params" ? "parameters" : "FLOPs / image", pts.length > 1 && Math.max(...pts.map((p) => p[cost])) / Math.min(...pts.map((p) => p[cost])) > 30 ? { type: "log", dtick: 1, tickformat: "~s" } : { tickformat: "~s" }), yaxis: axis("val acc") });
+    { xaxis: axis(cost === "params" ? "parameters" : "FLOPs / image", pts.length > 1 && Math.max(...pts.map((p) => p[cost])) / Math.min(...pts.map((p) => p[cost])) > 30 ? { type: "log", dtick: 1, tickformat: "~s" } : { tickformat: "~s" }), yaxis: accAxis("val acc", pts.map((p) => p.acc)) });
   }
   const runs = d.finals.filter((r) => r.curve.length);
   if (document.getElementById("p-finals")) plot("p-finals", runs.map((r, i) => ({ x: r.curve.map((c) => c.epoch), y: r.curve.map((c) => c.acc), mode: "lines+markers", name: "trial " + r.trial + " seed " + r.seed, line: { color: COLOURS[i % COLOURS.length] } })),
@@ -279,9 +286,9 @@ async function compare(ids, update) {
       el("div", { class: "grid2" }, plotDiv("c-time", "Best so far against time"), plotDiv("c-trial", "Best so far against finished trials"))));
   }
   plot("c-time", chosen.map((s, i) => ({ x: s.best_by_time.x.map((v) => v / 60), y: s.best_by_time.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] }, name: s.summary.name + " (" + s.path.split("/").pop() + ")" })),
-    { xaxis: axis("minutes since the first trial"), yaxis: axis("best val acc") });
+    { xaxis: axis("minutes since the first trial"), yaxis: accAxis("best val acc", chosen.map((s) => s.best_by_time.y)) });
   plot("c-trial", chosen.map((s, i) => ({ x: s.best_by_time.y.map((_, k) => k + 1), y: s.best_by_time.y, mode: "lines", line: { shape: "hv", color: COLOURS[i % COLOURS.length] }, name: s.summary.name + " (" + s.path.split("/").pop() + ")" })),
-    { xaxis: axis("finished trials"), yaxis: axis("best val acc") });
+    { xaxis: axis("finished trials"), yaxis: accAxis("best val acc", chosen.map((s) => s.best_by_time.y)) });
 }
 
 // ------------------------------------------------------------------ routing and polling
