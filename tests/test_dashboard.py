@@ -275,3 +275,35 @@ def test_snapshots_are_cached_until_the_file_changes(tiny_study: Path, tmp_path:
     assert catalog.refresh()[0].snapshot is not first
     with pytest.raises(StorageError, match="not found"):
         data.read_snapshot(tmp_path / "gone.db")
+
+
+@pytest.mark.timeout(60)
+def test_failed_and_continued_trials_are_shown_as_data(tiny_study: Path, tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    shutil.copy(tiny_study, db)
+    with StudyStorage.open(db) as store:
+        first = store.trials()[0]
+        n = store.add_trial(genome_key="failed-key", genome=first.genome, budget=first.budget,
+                            strategy_state=None)
+        store.finish_trial(
+            n, status="failed", val_acc=None, params=None, flops=None,
+            metrics={"parent": first.number}, error="<script>alert(1)</script>: nan loss",
+            curve=[{"epoch": 1, "val_acc": 0.1, "train_loss": float("nan")}],
+            stderr="line one\n<b>line two</b>", worker="w:1", attempts=1,
+            started_at=time.time() - 1, finished_at=time.time(), checkpoint=None,
+            strategy_state=None)
+    with serving([db]) as (url, _):
+        _, studies = get_json(url + "api/studies")
+        sid = studies["studies"][0]["id"]
+        assert studies["studies"][0]["summary"]["failed"] == 1
+        status, trial = get_json(url + f"api/study/{sid}/trial/{n}")
+        assert status == 200  # NaN in the curve does not break the JSON
+        assert trial["error"] == "<script>alert(1)</script>: nan loss"  # as data, drawn as text
+        assert trial["stderr"] == "line one\n<b>line two</b>"
+        assert trial["curve"][0]["train_loss"] is None
+        assert trial["row"]["parent"] == first.number
+        _, parent = get_json(url + f"api/study/{sid}/trial/{first.number}")
+        assert parent["children"] == [n]
+        _, view = get_json(url + f"api/study/{sid}")
+        row = next(r for r in view["trials"] if r["n"] == n)
+        assert row["status"] == "failed" and row["error"] == "<script>alert(#)</script>"

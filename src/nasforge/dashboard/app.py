@@ -154,7 +154,7 @@ def create_app(catalog: data.StudyCatalog, poll_seconds: float = 2.0) -> "Starle
             return entry
         assert entry.snapshot is not None
         view = data.study_view(entry.snapshot)
-        view.update(id=entry.id, error=entry.error, now=time.time())
+        view.update(id=entry.id, study_error=entry.error, now=time.time())
         return _json(view)
 
     def _number(request: Request) -> int | None:
@@ -175,7 +175,7 @@ def create_app(catalog: data.StudyCatalog, poll_seconds: float = 2.0) -> "Starle
             view = data.trial_view(entry.snapshot, n)
         except NasforgeError as exc:
             return _error(str(exc), 404)
-        view.update(id=entry.id, error=entry.error)
+        view.update(id=entry.id, study_error=entry.error)
         return _json(view)
 
     def drawing(request: Request) -> Response:

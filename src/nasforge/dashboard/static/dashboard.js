@@ -217,13 +217,13 @@ async function study(sid, update) {
   const d = await getJSON("/api/study/" + encodeURIComponent(sid));
   const sm = d.summary;
   crumbs.replaceChildren(" / ", link("#/s/" + sid, sm.name || sid));
-  const sig = JSON.stringify([sm.finished, sm.running, sm.total, d.finals.length, d.error]);
+  const sig = JSON.stringify([sm.finished, sm.running, sm.total, d.finals.length, d.study_error]);
   if (!update || sig !== state.seen || !document.getElementById("p-trial")) {
     state.seen = sig;
     const run = d.config.run || {}, space = d.config.space || {}, strat = d.config.strategy || {};
     setView(
       el("h1", {}, sm.name || "study", " ", el("span", { class: "muted small" }, sm.path)),
-      d.error ? el("p", { class: "bad" }, d.error) : null,
+      d.study_error ? el("p", { class: "bad" }, d.study_error) : null,
       progressCards(sm),
       el("p", { class: "muted small" }, "space " + (space.name || "?") + ", strategy " + (strat.name || "?") + ", max_evals " + run.max_evals +
         (run.time_limit ? ", time limit " + secs(run.time_limit) : "") + ", " + run.workers + " worker(s); started " + when(sm.started_at)),
