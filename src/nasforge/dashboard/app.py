@@ -295,6 +295,8 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 0,
           flush=True)
     try:
         server.run()
+    except KeyboardInterrupt:  # uvicorn stops cleanly on Ctrl-C, then raises it again
+        print("nasforge dashboard: stopped", file=out)
     finally:
         server.sock.close()
     return 0
