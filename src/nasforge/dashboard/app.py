@@ -138,14 +138,7 @@ def create_app(catalog: data.StudyCatalog, poll_seconds: float = 2.0) -> "Starle
         return entry
 
     def studies(request: Request) -> Response:
-        out = []
-        for e in catalog.refresh():
-            item: dict[str, Any] = {"id": e.id, "path": str(e.path), "error": e.error}
-            if e.snapshot is not None:
-                item["summary"] = data.summary(e.snapshot)
-                item["best_by_time"] = dict(zip(
-                    ("x", "y"), data.plots.best_so_far_by_time(e.snapshot.trials)))
-            out.append(item)
+        out = [data.overview_item(e) for e in catalog.refresh()]
         return _json({"studies": out, "now": time.time()})
 
     def study(request: Request) -> Response:

@@ -267,6 +267,17 @@ def summary(snap: StudySnapshot, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def overview_item(entry: StudyEntry) -> dict[str, Any]:
+    """A study's line on the overview: id, path, error (one line or None) and, once it could be
+    read, its summary and best-so-far against seconds since its first trial."""
+    item: dict[str, Any] = {"id": entry.id, "path": str(entry.path), "error": entry.error}
+    if entry.snapshot is not None:
+        item["summary"] = summary(entry.snapshot)
+        xs, ys = plots.best_so_far_by_time(entry.snapshot.trials)
+        item["best_by_time"] = {"x": xs, "y": ys}
+    return item
+
+
 def _timeline(trials: Sequence[TrialRecord], start: float | None, now: float) -> list[dict[str, Any]]:
     """One bar per trial with a start: worker lane, start and end in seconds since ``start``."""
     if start is None:
