@@ -175,6 +175,7 @@ def test_a_search_beside_it_is_seen_growing(tmp_path: Path) -> None:
                 proc.kill()
             _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
+    print(f"finished counts seen by the dashboard: {sorted(set(seen))} in {len(seen)} polls")
     assert seen and seen[-1] == 8
     assert seen == sorted(seen)  # the finished count only grows
     assert len(set(seen)) >= 3, seen  # and was seen growing while the search ran
