@@ -82,8 +82,9 @@ def test_a_strategy_waits_then_continues_the_better_trial_exactly(tmp_path) -> N
     assert strategy.waits >= 1 and summary.stop_reason == "the strategy waits with nothing running"
     assert len(trials) == 3 and all(t.status == "ok" for t in trials)
     first, second, child = trials
-    parent = max((first, second), key=lambda t: t.val_acc)
-    assert child.metrics["parent"] == parent.number and child.metrics["kind"] == "continue"
+    parent = {t.number: t for t in (first, second)}[child.metrics["parent"]]
+    assert parent.val_acc == max(first.val_acc, second.val_acc)
+    assert child.metrics["kind"] == "continue"
     assert child.genome_key == parent.genome_key and child.budget["epochs"] == 3
     assert [r["epoch"] for r in child.curve] == [1, 2, 3]
     assert child.curve[0]["train_loss"] == parent.curve[0]["train_loss"]
