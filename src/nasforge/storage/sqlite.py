@@ -490,13 +490,24 @@ class StudyStorage:
         )
 
     def best(self, k: int = 1) -> list[TrialRecord]:
-        """The k ok trials with the highest validation accuracy (earliest first on ties)."""
+        """The k best ok trials, ranked at the highest budget each network reached: a network
+        (canonical key) is represented by its trial of the largest budget (epochs x data
+        fraction; the latest on ties), networks that reached a larger budget rank first (the
+        incumbent of a multi-fidelity search comes from its highest rung), then by validation
+        accuracy (the earliest trial first on ties). In a study with one budget this is simply
+        the highest validation accuracy."""
         rows = self._conn.execute(
-            f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE status = 'ok' AND val_acc IS NOT NULL "
-            "ORDER BY val_acc DESC, number ASC LIMIT ?",
-            (k,),
-        )
-        return [self._row_to_trial(r) for r in rows]
+            "SELECT number, genome_key, budget_json, val_acc FROM trials "
+            "WHERE status = 'ok' AND val_acc IS NOT NULL").fetchall()
+        top: dict[str, tuple[float, int, float]] = {}
+        for number, gkey, budget_json, val_acc in rows:
+            budget = json.loads(budget_json)
+            size = float(budget.get("epochs", 1)) * float(budget.get("data_fraction", 1.0))
+            held = top.get(gkey)
+            if held is None or (size, number) > (held[0], held[1]):
+                top[gkey] = (size, number, float(val_acc))
+        order = sorted(top.values(), key=lambda v: (-v[0], -v[2], v[1]))[:max(0, k)]
+        return [self.trial(number) for _, number, _ in order]
 
     def iter_ok_genome_keys(self) -> Iterator[str]:
         """Canonical keys of the ok trials."""
