@@ -145,6 +145,7 @@ class Runner:
         evaluate: EvaluateFn = evaluate_task,
         reporter: Reporter | None = None,
         max_retries: int = 1,
+        prepare_task: Callable[[EvalTask, Budget], EvalTask] | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -154,6 +155,9 @@ class Runner:
         self.evaluate = evaluate
         self.reporter = reporter or Reporter(enabled=False)
         self.max_retries = max_retries
+        #: a kind of work's task maker on top of the runner's (e.g. the fidelity study adds its
+        #: fixed data subset, shared initialisation and proxies to every task)
+        self.prepare_task = prepare_task
         self.logger = study_logger(storage.path)
         self.inflight: dict[Future[dict[str, Any]], _Flight] = {}
         self._stop_requested: float | None = None
@@ -222,6 +226,8 @@ class Runner:
             extra=extra,
             progress_path=progress,
         )
+        if self.prepare_task is not None:
+            task = self.prepare_task(task, budget)
         future = self.executor.submit(self.evaluate, task)
         self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
                                         parent=parent)
