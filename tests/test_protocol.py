@@ -190,3 +190,70 @@ def test_median_and_halving_rules() -> None:
     assert halving.should_prune(3, 0.75, rung) and not halving.should_prune(2, 0.0, rung)
     with pytest.raises(Exception, match="known: none, median, halving"):
         make_pruner("hyper")
+
+
+class AskTwiceThenWait(Strategy):
+    """Asks one genome twice (the second is a duplicate parked behind the first), then waits;
+    counts what it is told."""
+
+    name = "ask-twice"
+
+    def __init__(self, space, budget, problem, seed, genome=None) -> None:
+        super().__init__(space, budget, problem, seed)
+        self.genome = genome if genome is not None else self.sample_valid()
+        self.asks = 0
+        self.told: list[Observation] = []
+
+    def ask(self) -> Candidate | None:
+        if self.asks >= 2:
+            return None
+        self.asks += 1
+        return Candidate(self.genome, self.budget)
+
+    def tell(self, observation: Observation) -> None:
+        self.told.append(observation)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class NeverExecutor(ThreadPoolExecutor):
+    """Accepts tasks and never runs them (a driver killed while they run)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        return Future()
+
+
+@pytest.mark.timeout(60)
+def test_a_parked_duplicate_ask_is_answered_after_a_kill_and_resume(tmp_path) -> None:
+    raw = tiny_config_dict(run={"max_evals": 3, "workers": 2, "keep_best": 0})
+    config = config_from_dict(raw, "w")
+    space = get_space(config.space.name, **config.space.settings)
+    problem = problem_for(config)
+    first = AskTwiceThenWait(space, config.budget, problem, 0)
+    storage = StudyStorage.create(tmp_path / "w.db", name="w", config=config.to_dict(),
+                                  identity={}, identity_hash="x", provenance={})
+    runner = Runner(config=config, storage=storage, space=space, strategy=first,
+                    executor=NeverExecutor(1), evaluate=IsolatedEvaluate())
+    assert runner._ask_one() and runner._ask_one()  # trial 1 submitted, the duplicate parked
+    assert [t.status for t in storage.trials()] == ["running"]
+    storage.close()  # killed here: the parked ask was never answered
+
+    resumed = AskTwiceThenWait(space, config.budget, problem, 0, genome=first.genome)
+    resumed.asks = 2  # it asks nothing new
+    storage = StudyStorage.open(tmp_path / "w.db", write=True)
+    executor = ThreadPoolExecutor(1)
+    try:
+        Runner(config=config, storage=storage, space=space, strategy=resumed,
+               executor=executor, evaluate=IsolatedEvaluate()).run()
+        assert [t.status for t in storage.trials()] == ["ok"]
+        assert storage.meta_values("waiters:") == {}
+    finally:
+        executor.shutdown()
+        storage.close()
+    assert [o.number for o in resumed.told] == [1, 1]  # the trial and its parked duplicate

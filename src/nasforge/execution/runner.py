@@ -288,6 +288,11 @@ class Runner:
         for flight in self.inflight.values():
             if flight.genome_key == gkey and flight.budget == candidate.budget:
                 flight.waiters.append(genome)
+                # stored, so an ask parked here is still answered after a kill and --resume
+                self.storage.set_meta_value(
+                    f"waiters:{flight.number}",
+                    [self.space.genome_to_dict(g) for g in flight.waiters])
+                self.storage.save_strategy_state(self.strategy.state_dict())
                 self.reused += 1
                 return True
         number = self.storage.add_trial(
@@ -412,6 +417,8 @@ class Runner:
         self.strategy.tell(self._observation(record, flight.genome))
         for waiter in flight.waiters:
             self.strategy.tell(self._observation(record, waiter))
+        if flight.waiters:
+            self.storage.delete_meta_value(f"waiters:{flight.number}")
         self.storage.finish_trial(
             record.number, status=record.status, val_acc=record.val_acc, params=record.params,
             flops=record.flops, metrics=record.metrics, curve=record.curve, error=record.error,
@@ -464,6 +471,9 @@ class Runner:
                 self._submit(record.number, genome, record.genome_key,
                              Budget.from_dict(record.budget), attempt=attempt,
                              parent=record.parent)
+                parked = self.storage.meta_value(f"waiters:{record.number}") or []
+                self.inflight[next(reversed(self.inflight))].waiters = [
+                    self.space.genome_from_dict(g) for g in parked]
             consecutive_reuse = 0
             stop_reason = ""
             while True:
