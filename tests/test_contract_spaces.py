@@ -9,7 +9,6 @@ crossover, encode, decisions) runs only where the space declares it, and is then
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 from typing import Any
@@ -20,7 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from nasforge.errors import GenomeError
-from nasforge.spaces import SearchSpace, available_spaces, genome_key, get_space
+from nasforge.spaces import (
+    SearchSpace,
+    available_spaces,
+    chosen_network_space,
+    genome_key,
+    get_space,
+)
 
 TINY: dict[str, dict[str, Any]] = {
     "global": {"max_nodes": 6, "head": "gap"},
@@ -30,6 +35,7 @@ TINY: dict[str, dict[str, Any]] = {
 INPUT_SHAPE = (1, 12, 12)
 NUM_CLASSES = 3
 WIDTH = 4
+PROBLEMS = [(INPUT_SHAPE, NUM_CLASSES), ((3, 9, 11), 5)]  # and an odd, non-square RGB input
 COUNT = 12  # genomes per kind (sampled, mutated, crossed)
 BUILT = 3  # genomes built per space (sampled, mutated, crossed: one each)
 
@@ -46,8 +52,11 @@ def with_capability(capability: str) -> list[str]:
     return [n for n in SPACE_NAMES if capability in make_space(n).capabilities]
 
 
-@functools.lru_cache(maxsize=None)
-def _case(name: str) -> tuple[SearchSpace, dict[str, list[Any]]]:
+@pytest.fixture(scope="module")
+def case(name: str) -> tuple[SearchSpace, dict[str, list[Any]]]:
+    """A space and its genomes: ``sampled``, and where the capabilities allow, ``mutated``
+    (one mutation of each sample) and ``crossed`` (a sample crossed with the next one); made
+    once per space and module (spaces are pure functions, genomes immutable)."""
     space = make_space(name)
     rng = random.Random(7)
     sampled = [space.sample(rng) for _ in range(COUNT)]
@@ -61,15 +70,7 @@ def _case(name: str) -> tuple[SearchSpace, dict[str, list[Any]]]:
     return space, genomes
 
 
-@pytest.fixture
-def case(name: str) -> tuple[SearchSpace, dict[str, list[Any]]]:
-    """A space and its genomes: ``sampled``, and where the capabilities allow, ``mutated``
-    (one mutation of each sample) and ``crossed`` (a sample crossed with the next one); made
-    once per space (spaces are pure functions, genomes immutable)."""
-    return _case(name)
-
-
-each_space = pytest.mark.parametrize("name", SPACE_NAMES)
+each_space = pytest.mark.parametrize("name", SPACE_NAMES, scope="module")
 
 
 def every(genomes: dict[str, list[Any]]) -> list[Any]:
@@ -88,6 +89,7 @@ def test_name_capabilities_and_settings_round_trip(case) -> None:
     settings = json.loads(json.dumps(space.settings()))  # stored with a study as JSON
     rebuilt = get_space(space.name, **settings)
     assert type(rebuilt) is type(space) and rebuilt.settings() == space.settings()
+    assert type(chosen_network_space(space.name, settings)) is type(space)
 
 
 @each_space
@@ -123,7 +125,7 @@ def test_validate_rejects_a_foreign_object(case) -> None:
         assert reasons, f"validate accepted {junk!r}"
 
 
-@pytest.mark.parametrize("name", with_capability("encode"))
+@pytest.mark.parametrize("name", with_capability("encode"), scope="module")
 def test_encode_is_a_fixed_length_finite_vector(case) -> None:
     space, genomes = case
     vectors = [np.asarray(space.encode(g)) for g in every(genomes)]
@@ -182,37 +184,64 @@ def built_genomes(genomes: dict[str, list[Any]]) -> list[Any]:
     return [group[0] for group in genomes.values()][:BUILT]
 
 
+def built(space: SearchSpace, genome: Any, input_shape: tuple[int, int, int],
+          num_classes: int) -> torch.nn.Module | None:
+    """The built module, or None when the genome is over a build-dependent limit there."""
+    validate_for = getattr(space, "validate_for", None)
+    if validate_for is not None and validate_for(genome, input_shape, num_classes, WIDTH):
+        return None
+    return space.build(genome, input_shape, num_classes, WIDTH)
+
+
 @each_space
-def test_count_params_matches_the_built_module(case) -> None:
+@pytest.mark.parametrize(("input_shape", "num_classes"), PROBLEMS)
+def test_count_params_matches_the_built_module(case, input_shape, num_classes) -> None:
     space, genomes = case
     for genome in built_genomes(genomes):
-        model = space.build(genome, INPUT_SHAPE, NUM_CLASSES, WIDTH)
-        built = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        counted = space.count_params(genome, INPUT_SHAPE, NUM_CLASSES, WIDTH)
+        model = built(space, genome, input_shape, num_classes)
+        if model is None:
+            continue
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        counted = space.count_params(genome, input_shape, num_classes, WIDTH)
         assert isinstance(counted, int) and not isinstance(counted, bool)
-        assert counted == built > 0
+        assert counted == params > 0
 
 
 @each_space
-def test_forward_and_backward_on_a_tiny_input(case) -> None:
+@pytest.mark.parametrize(("input_shape", "num_classes"), PROBLEMS)
+def test_forward_and_backward_on_a_tiny_input(case, input_shape, num_classes) -> None:
     space, genomes = case
     torch.manual_seed(0)
-    x = torch.randn(2, *INPUT_SHAPE)
-    y = torch.tensor([0, 2])
+    x = torch.randn(2, *input_shape)
+    y = torch.tensor([0, num_classes - 1])
+    tested = 0
     for genome in built_genomes(genomes):
-        model = space.build(genome, INPUT_SHAPE, NUM_CLASSES, WIDTH).train()
-        logits = model(x)
-        assert logits.shape == (2, NUM_CLASSES) and torch.isfinite(logits).all()
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
+        model = built(space, genome, input_shape, num_classes)
+        if model is None:
+            continue
+        tested += 1
+        logits = model.train()(x)
+        assert logits.shape == (2, num_classes) and torch.isfinite(logits).all()
+        F.cross_entropy(logits, y).backward()
         grads = [p.grad for p in model.parameters() if p.requires_grad]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)
         with torch.no_grad():
-            assert model.eval()(x[:1]).shape == (1, NUM_CLASSES)
+            assert model.eval()(x[:1]).shape == (1, num_classes)
+    assert tested > 0
 
 
-@pytest.mark.parametrize("name", with_capability("decisions"))
+@each_space
+def test_to_dot_draws_or_is_not_offered(case) -> None:
+    space, genomes = case
+    try:
+        text = space.to_dot(genomes["sampled"][0])
+    except NotImplementedError:
+        return
+    assert text.lstrip().startswith("digraph") and text.rstrip().endswith("}")
+
+
+@pytest.mark.parametrize("name", with_capability("decisions"), scope="module")
 def test_decisions_round_trip(case) -> None:
     space, genomes = case
     length = space.decision_length
