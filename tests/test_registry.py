@@ -160,3 +160,18 @@ def test_proxy_registry_is_what_compute_proxy_and_prefilter_know() -> None:
         assert parse_prefilter(f"{name}:4").proxy == name
     with pytest.raises(ConfigError, match="unknown proxy 'nope'; known: synflow, snip"):
         parse_prefilter("nope:4")
+
+
+def test_cli_shows_the_constructor_bug_as_an_internal_error(monkeypatch, capsys) -> None:
+    from nasforge.cli import main
+
+    spaces = Registry("space")
+    spaces.register("broken", _BrokenSpace)
+    monkeypatch.setattr(spaces_base, "SPACES", spaces)
+    assert main(["space", "sample", "--space", "broken"]) != 0
+    err = capsys.readouterr().err
+    assert "internal error: TypeError: object of type 'int' has no len()" in err
+    assert "bad settings" not in err and "Traceback" not in err
+    assert main(["--debug", "space", "sample", "--space", "broken"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in __init__" in err and "len(depth)" in err

@@ -18,7 +18,7 @@ again replaces the entry (a re-imported module registers its new classes).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar, overload
 
 from nasforge.errors import ConfigError
 
@@ -43,6 +43,12 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     # ------------------------------------------------------------------ filling
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name: str, entry: T) -> T: ...
+
     def register(self, name: str, entry: T | None = None) -> Any:
         """Register ``entry`` under ``name``; without ``entry``, a decorator that registers
         the decorated class or function and returns it unchanged.

@@ -137,7 +137,7 @@ SPACES: Registry[SpaceFactory] = Registry("space")
 
 def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
     """Class decorator that registers a space factory under ``name``."""
-    return SPACES.register(name)  # type: ignore[no-any-return]
+    return SPACES.register(name)
 
 
 def available_spaces() -> list[str]:
