@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar
 
 from nasforge.errors import ConfigError, GenomeError
 from nasforge.evaluation.budget import Budget
+from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
 
 
@@ -133,23 +134,24 @@ class Strategy(abc.ABC):
 
 
 StrategyFactory = Callable[..., Strategy]
-_STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+"""The registered strategy classes by name (filled by :func:`register_strategy`)."""
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    """Class decorator registering a strategy under ``name``."""
+    """Class decorator registering a strategy under ``name`` (and setting its ``name``)."""
 
     def decorator(cls: type[Strategy]) -> type[Strategy]:
         cls.name = name
-        _STRATEGIES[name] = cls
+        STRATEGIES.register(name, cls)
         return cls
 
     return decorator
 
 
 def available_strategies() -> list[str]:
-    """Names of the registered strategies."""
-    return sorted(_STRATEGIES)
+    """Names of the registered strategies, sorted."""
+    return STRATEGIES.names()
 
 
 def get_strategy(
@@ -160,10 +162,12 @@ def get_strategy(
     seed: int,
     **settings: Any,
 ) -> Strategy:
-    """Instantiate a registered strategy; an unknown name lists the known ones."""
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(available_strategies())}")
-    try:
-        return _STRATEGIES[name](space, budget, problem, seed, **settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for strategy {name!r}: {exc}") from None
+    """Instantiate a registered strategy on ``space`` with its ``settings``.
+
+    Raises:
+        ConfigError: an unknown name (listing the known ones); a setting the strategy's
+            constructor does not take (named), checked against its signature before the call;
+            the constructor's own ``ConfigError`` (a bad value, a capability the space lacks).
+        Exception: anything else the constructor raises propagates unchanged (a bug).
+    """
+    return STRATEGIES.make(name, space, budget, problem, seed, **settings)
