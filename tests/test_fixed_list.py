@@ -67,3 +67,23 @@ def test_bad_settings_are_one_line_errors() -> None:
         get_strategy("fixed-list", space, budget, PROBLEM, 0, genome=[])
     with pytest.raises(ConfigError, match="warm start"):
         get_strategy("fixed-list", space, budget, PROBLEM, 0).warm_start([])
+
+
+def test_public_names_load_lazily_from_the_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import nasforge.strategies.fixed_list, nasforge.studies.fidelity.plan\n"
+        "assert 'nasforge.execution.runner' not in sys.modules, 'execution layer imported'\n"
+        "import nasforge.studies.fidelity as f\n"
+        "from nasforge.studies.fidelity import *\n"
+        "assert all(getattr(f, n) is globals()[n] for n in f.__all__)\n"
+        "assert f.rank_metrics.__module__ == 'nasforge.evaluation.ranking'\n"
+        "assert 'run_fidelity' in dir(f)\n"
+        "try:\n    f.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "has no attribute 'no_such_name'" in out.stdout

@@ -38,8 +38,9 @@ strategy does) does not import the execution layer.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nasforge.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nasforge.evaluation.ranking import (
@@ -98,16 +99,4 @@ _LAZY: dict[str, str] = {name: module for module, names in _SOURCES.items() for 
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    """Import a re-exported name on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
