@@ -325,7 +325,7 @@ def measure_training_step(
     the given normalised batch ``batch_x`` [N, C, H, W] (float32) and labels ``batch_y`` [N],
     timed in seconds (device-synchronised)."""
     from nasforge.evaluation.metrics import autocast_context, grad_scaler
-    from nasforge.evaluation.trainer import training_loss
+    from nasforge.evaluation.trainer import optimizer_step, training_loss
 
     copies: dict[SpeedSetting, tuple[nn.Module, torch.optim.Optimizer, Any]] = {}
 
@@ -346,15 +346,7 @@ def measure_training_step(
             begin = time.perf_counter()
             with autocast_context(device, setting.precision):
                 output = clone(xb)
-            loss = training_loss(clone, output, yb)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(training_loss(clone, output, yb), optimizer, scaler)
             _sync(device)
             return time.perf_counter() - begin
 

@@ -179,6 +179,19 @@ def training_loss(model: nn.Module, output: Any, labels: torch.Tensor) -> torch.
     return nn.functional.cross_entropy(output.float(), labels)
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
+    """Zero the gradients, back-propagate ``loss`` and step; with a ``GradScaler`` (fp16) the
+    loss is scaled and the step skipped on inf/NaN gradients, as ``torch.amp`` prescribes."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def _steps_per_epoch(n: int, batch_size: int, max_steps: int | None) -> int:
     """Optimizer steps in one epoch over ``n`` images.
 
@@ -448,14 +461,7 @@ def _train(
             reason = tracker.record(loss, epoch)
             if reason is not None:
                 break
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler)
             if scheduler is not None:
                 scheduler.step()
             done += 1
