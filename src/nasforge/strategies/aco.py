@@ -9,9 +9,12 @@ space has no decision sequence, so this strategy is refused there). Local update
 is asked: each (step, choice) on its path moves toward the start value,
 ``tau = (1 - local_decay) tau + local_decay * start`` (0.1), which makes later ants of the
 same iteration explore. Global update, after each iteration of ``ants`` (16) results: the
-best ant's path gets ``tau = (1 - evaporation) tau + evaporation * fitness`` (0.1), fitness
-being its accuracy. Failed ants count toward the iteration with no fitness.
-All constants: DeepSwarm's published settings.
+best ant so far (over all iterations, as DeepSwarm's code keeps ``best_ant``; ant colony
+system's global-best rule) gets ``tau = (1 - evaporation) tau + evaporation * fitness`` (0.1)
+on its path, fitness being its accuracy. Failed ants count toward the iteration with no
+fitness. All constants: DeepSwarm's published settings. Measured on the synthetic additive
+test (6 steps x 5 options, 300 evaluations, 40 seeds): updating with the iteration's best
+ant instead found the optimum in 24 of 40 seeds, the best so far in more (see the tests).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class AntColony(Strategy):
         self.pheromone: list[dict[Any, float]] = [{} for _ in range(self.length)]
         self.told = 0  # results of the current iteration
         self.iteration = 0
-        self.best: tuple[float, list[Any]] | None = None  # of the current iteration
+        self.best: tuple[float, list[Any]] | None = None  # best ant so far
 
     def tau(self, step: int, choice: Any) -> float:
         """The pheromone on ``choice`` at ``step``."""
@@ -87,12 +90,12 @@ class AntColony(Strategy):
                 self.best = (float(fitness), list(to_decisions(self.space, observation.genome)))
         self.told += 1
         if self.told >= self.ants:
-            if self.best is not None:  # global update on the iteration's best ant
+            if self.best is not None:  # global update on the best ant so far
                 value, seq = self.best
                 for step, choice in enumerate(seq):
                     self.pheromone[step][choice] = ((1 - self.evaporation) * self.tau(step, choice)
                                                     + self.evaporation * value)
-            self.told, self.best = 0, None
+            self.told = 0
             self.iteration += 1
 
     def entropy(self) -> float:
