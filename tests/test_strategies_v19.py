@@ -195,3 +195,33 @@ def test_compatibility_counts_unmatched_genes_and_op_differences() -> None:
     # matching nodes: x, op differs: W = 1
     assert compatibility(space, a, b) == pytest.approx(4 + 0.4 * 1)
     assert compatibility(space, a, a) == 0
+
+
+# ------------------------------------------------------------------ through the runner
+HAVE_TABLE = __import__("importlib.util").util.find_spec("analognasbench") is not None
+
+
+@pytest.mark.skipif(not HAVE_TABLE, reason="optional table: pip install --no-deps "
+                    "analog-nasbench==0.1.3")
+@pytest.mark.parametrize("name", NEW)
+def test_search_and_resume_on_the_table(name: str, tmp_path, capsys) -> None:
+    """Each strategy runs a study through the ordinary runner (tabular evaluator) and
+    ``--resume`` continues it from its stored state."""
+    from nasforge.cli import main
+    from nasforge.storage import StudyStorage
+
+    db = tmp_path / "s.db"
+    args = ["search", "quick", "--space", "nb201", "--evaluator", "tabular:nb201",
+            "--storage", str(db), "--strategy", name]
+    if name in ("genetic", "nsga2"):
+        args += ["--set", "strategy.settings={population: 8}"]
+    assert main(args + ["--max-evals", "20"]) == 0
+    with StudyStorage.open(db) as store:
+        state = store.strategy_state()
+    assert state is not None and json.loads(json.dumps(state)) == state
+    assert main(args + ["--max-evals", "30", "--resume"]) == 0
+    capsys.readouterr()
+    with StudyStorage.open(db) as store:
+        trials = store.trials()
+        assert len(trials) == 30 and all(t.status == "ok" for t in trials)
+        assert len({t.number for t in trials}) == 30

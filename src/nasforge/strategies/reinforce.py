@@ -118,7 +118,8 @@ class Reinforce(Strategy):
             allowed = decision_choices(self.space, seq)
             row = self.logits.detach()[step]
             seq.append(max(allowed, key=lambda c: float(row[self.index[step][c]])))
-        return float(self.distributions(seq)[1].mean())
+        with torch.no_grad():
+            return float(self.distributions(seq)[1].mean())
 
     def warm_start(self, genomes: list[Any]) -> None:
         raise ConfigError("strategy 'reinforce' does not take --init-from: its policy starts "
