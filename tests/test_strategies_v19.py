@@ -225,3 +225,29 @@ def test_search_and_resume_on_the_table(name: str, tmp_path, capsys) -> None:
         trials = store.trials()
         assert len(trials) == 30 and all(t.status == "ok" for t in trials)
         assert len({t.number for t in trials}) == 30
+
+
+@pytest.mark.parametrize("name", ["genetic", "nsga2"])
+def test_generational_mode_replaces_the_population_at_once(name: str) -> None:
+    strategy = make(name, population=4, mode="generational")
+    weights = additive_weights(1)
+    sizes = []
+    for i in range(20):
+        genome = strategy.ask().genome
+        strategy.tell(observe(i, genome, weights))
+        sizes.append((len(strategy.members), len(strategy.children)))
+    assert max(m for m, _ in sizes) == 4  # never above the population
+    assert any(c > 0 for _, c in sizes) and sizes[-1][1] < 4  # children wait, then move in
+
+
+def test_nsga2_on_the_global_space_counts_parameters() -> None:
+    space = get_space("global", max_nodes=8)
+    strategy = make("nsga2", space=space, seed=3, population=4)
+    rng = random.Random(1)
+    for i in range(16):
+        genome = strategy.ask().genome
+        assert space.validate(genome) == []
+        strategy.tell(Observation(i, genome, BUDGET, "ok", rng.random(), {}))
+    for genome, (acc, params) in strategy.front():
+        assert params == space.count_params(genome, PROBLEM.input_shape, PROBLEM.num_classes,
+                                            BUDGET.width)
