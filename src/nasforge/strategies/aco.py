@@ -27,7 +27,7 @@ from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 from nasforge.strategies.decisions import (
-    check_decisions, decision_choices, decision_length, from_decisions, to_decisions,
+    decision_choices, decision_length, from_decisions, to_decisions,
 )
 from nasforge.strategies.population import check_float, check_int
 
@@ -36,12 +36,11 @@ from nasforge.strategies.population import check_float, check_int
 class AntColony(Strategy):
     """DeepSwarm's ant colony over a space's decision sequence (see the module doc)."""
 
-    requires = frozenset()
+    requires = frozenset({"decisions"})
 
     def __init__(self, space: SearchSpace, budget: Budget, problem: Problem, seed: int,
                  ants: int = 16, greediness: float = 0.5, start: float = 0.1,
                  local_decay: float = 0.1, evaporation: float = 0.1) -> None:
-        check_decisions(space, "aco")
         super().__init__(space, budget, problem, seed)
         self.ants = check_int(self.name, "ants", ants, 1)
         self.greediness = check_float(self.name, "greediness", greediness, 0.0, 1.0)

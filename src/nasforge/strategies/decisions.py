@@ -87,14 +87,5 @@ def uniform_crossover(space: SearchSpace, a: Any, b: Any, rng: random.Random) ->
     return from_decisions(space, seq)
 
 
-def check_decisions(space: SearchSpace, strategy: str) -> None:
-    """``ConfigError`` (one line) unless ``space`` has the ``decisions`` capability."""
-    if "decisions" not in space.capabilities:
-        raise ConfigError(
-            f"strategy {strategy!r} needs a space with decisions (a genome as a fixed sequence "
-            f"of choices, e.g. nb201, darts); space {space.name!r} has none"
-        )
-
-
-__all__ = ["check_decisions", "decision_choices", "decision_length",
+__all__ = ["decision_choices", "decision_length",
            "from_decisions", "step_vocabulary", "to_decisions", "uniform_crossover"]

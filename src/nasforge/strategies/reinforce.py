@@ -25,7 +25,7 @@ from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 from nasforge.strategies.decisions import (
-    check_decisions, decision_choices, from_decisions, step_vocabulary, to_decisions,
+    decision_choices, from_decisions, step_vocabulary, to_decisions,
 )
 from nasforge.strategies.population import check_float
 
@@ -40,12 +40,11 @@ class Reinforce(Strategy):
     ``entropy`` weight of the entropy bonus (1e-4); ``betas`` Adam's (0.9, 0.999).
     """
 
-    requires = frozenset()
+    requires = frozenset({"decisions"})
 
     def __init__(self, space: SearchSpace, budget: Budget, problem: Problem, seed: int,
                  lr: float = 1e-3, baseline_decay: float = 0.9, entropy: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.999)) -> None:
-        check_decisions(space, "reinforce")
         super().__init__(space, budget, problem, seed)
         self.lr = check_float(self.name, "lr", lr, 0.0)
         if self.lr <= 0:
