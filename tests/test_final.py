@@ -163,7 +163,7 @@ def test_final_step_is_estimated_capped_and_deferred_by_the_time_limit(tmp_path,
     # a final step that cannot fit in what is left of --time-limit is left for --resume
     raw2 = tiny_config_dict(run={"max_evals": 1, "workers": 1},
                             final={"top": 1, "seeds": 1,
-                                   "budget": {"epochs": 400, "width": 4, "batch_size": 16}})
+                                   "budget": {"epochs": 20000, "width": 4, "batch_size": 16}})
     cfg2 = tmp_path / "d.yaml"
     cfg2.write_text(yaml.safe_dump(raw2))
     db2 = tmp_path / "d.db"

@@ -133,17 +133,18 @@ def test_mutate_crossover_sample(space) -> None:
 
 
 def test_decisions_capability(space) -> None:
-    assert "decisions" in space.capabilities and space.decision_length() == 6
+    assert "decisions" in space.capabilities and space.decision_length == 6
+    assert space.decision_names()[0] == "edge1<-0" and len(space.decision_names()) == 6
     for g in _genomes(100, seed=5):
-        seq = space.genome_to_decisions(g)
-        assert len(seq) == 6 and space.genome_from_decisions(seq) == g
+        seq = space.to_decisions(g)
+        assert len(seq) == 6 and space.from_decisions(seq) == g
         for k in range(6):
             assert seq[k] in space.decision_choices(seq[:k])
     assert space.decision_choices([]) == OPERATIONS
     with pytest.raises(GenomeError):
         space.decision_choices(["none"] * 6)
     with pytest.raises(GenomeError):
-        space.genome_from_decisions(["none"] * 5)
+        space.from_decisions(["none"] * 5)
 
 
 def test_encodings() -> None:

@@ -94,7 +94,7 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
         )
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
-    storage = StudyStorage.open(path)
+    storage = StudyStorage.open(path)  # read first: a refused resume writes nothing
     stored = storage.study()
     if stored["identity_hash"] != config.identity_hash():
         changed = _diff(stored["identity"], identity)
@@ -104,7 +104,9 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
                 f"{path} belongs to another study (changed: {', '.join(changed) or 'identity'}); "
                 "it was left untouched; use --force to resume it anyway"
             )
+        storage.upgrade()
         storage.replace_identity(identity, config.identity_hash())
+    storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
     storage.update_config(config.to_dict(), provenance())
     return storage
 
@@ -273,6 +275,9 @@ def train_final(
     stored = {} if retrain else _stored_final_runs(storage, plan.budget)
     todo = [(keys[id(g)], g) for _, g in entries for s in range(seeds)
             if (keys[id(g)], s) not in stored]
+    if todo and seconds_left is not None and seconds_left <= 0:
+        reporter.message("final: left for --resume: the time limit is reached")
+        return None
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
                           max_seconds=max_seconds, reporter=reporter)

@@ -55,7 +55,9 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from nasforge.errors import ConfigError
 from nasforge.evaluation.metrics import count_flops, count_params
+from nasforge.registry import Registry
 
 __all__ = [
     "DEFAULT_VOTE",
@@ -259,22 +261,27 @@ class _Missing(Exception):
 
 ProxyFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 
-PROXIES: Mapping[str, ProxyFn] = {
-    "synflow": _synflow,
-    "snip": _snip,
-    "grad_norm": _grad_norm,
-    "naswot": _naswot,
-    "jacob_cov": _jacob_cov,
-    "fisher": _fisher,
-    "params": _params,
-    "flops": _flops,
-}
-"""The per-network proxies by name (``vote`` is computed over a set by ``rank_vote``)."""
+PROXIES: Registry[ProxyFn] = Registry("proxy", sort_names=False)
+"""The per-network proxies by name, in a fixed order, baselines last (``vote`` is computed over
+a set by ``rank_vote``). ``PROXIES.register(name, fn)`` adds one: ``fn(model, x, y) -> float``,
+higher is better, on an untrained model it must not change."""
+for _name, _fn in (
+    ("synflow", _synflow),
+    ("snip", _snip),
+    ("grad_norm", _grad_norm),
+    ("naswot", _naswot),
+    ("jacob_cov", _jacob_cov),
+    ("fisher", _fisher),
+    ("params", _params),
+    ("flops", _flops),
+):
+    PROXIES.register(_name, _fn)
+del _name, _fn
 
 
 def available_proxies() -> list[str]:
     """Names of the per-network proxies, in a fixed order (baselines last)."""
-    return list(PROXIES)
+    return PROXIES.names()
 
 
 def compute_proxy(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ProxyScore:
@@ -284,9 +291,10 @@ def compute_proxy(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor)
     exception or a non-finite value give a missing score with the reason.
     """
     started = time.perf_counter()
-    fn = PROXIES.get(name)
-    if fn is None:
-        return ProxyScore(name, None, f"unknown proxy {name!r}; known: {', '.join(PROXIES)}")
+    try:
+        fn = PROXIES.get(name)
+    except ConfigError as exc:  # "unknown proxy 'x'; known: ..."
+        return ProxyScore(name, None, str(exc))
     was_training = model.training
     try:
         with torch.enable_grad():

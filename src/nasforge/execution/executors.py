@@ -29,6 +29,7 @@ from typing import Any, Callable
 from nasforge.config import RunConfig
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.execution.isolation import die_with_parent
+from nasforge.registry import Registry
 from nasforge.execution.devices import (
     bind_worker,
     local_rank,
@@ -412,11 +413,30 @@ def _mpi_ranks_from_env() -> int:
     return 1
 
 
+def _local_executor(run: RunConfig, startup_timeout: float) -> Executor:
+    _check_devices(run)
+    return _LocalExecutor(run.workers, run.devices, threads_per_worker(run.workers))
+
+
+ExecutorFactory = Callable[[RunConfig, float], Executor]
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor", sort_names=False)
+"""The executors by name: ``factory(run, startup_timeout_s) -> Executor`` with ``run.workers``
+workers. ``nasforge.config.EXECUTORS`` lists the same names for config checks (the config
+does not import the execution layer; a test keeps the two equal)."""
+EXECUTORS.register("local", _local_executor)
+EXECUTORS.register("mpi", _mpi_executor)
+EXECUTORS.register("dask", _dask_executor)
+
+
 def make_executor(run: RunConfig, startup_timeout: float | None = None) -> Executor:
     """An executor for ``run.executor`` with ``run.workers`` workers (bound to devices).
 
     ``startup_timeout`` (default ``$NASFORGE_STARTUP_TIMEOUT`` or 60 s) bounds how long MPI or
     Dask workers may take to start before an :class:`ExecutorStartError`.
+
+    Raises:
+        ConfigError: an unknown ``run.executor`` (listing the known ones), a missing device.
+        ExecutorStartError: workers did not start in time.
     """
     timeout = startup_timeout_seconds(startup_timeout)
     if _under_mpi4py_futures() and run.executor != "mpi":
@@ -432,14 +452,7 @@ def make_executor(run: RunConfig, startup_timeout: float | None = None) -> Execu
             "its own search; launch as `mpiexec -n N python -m mpi4py.futures -m nasforge "
             "search ...` (rank 0 searches, the others evaluate)"
         )
-    if run.executor == "local":
-        _check_devices(run)
-        return _LocalExecutor(run.workers, run.devices, threads_per_worker(run.workers))
-    if run.executor == "mpi":
-        return _mpi_executor(run, timeout)
-    if run.executor == "dask":
-        return _dask_executor(run, timeout)
-    raise ConfigError(f"unknown executor {run.executor!r}; known: local, mpi, dask")
+    return EXECUTORS.get(run.executor)(run, timeout)
 
 
 def shutdown_now(executor: Executor) -> None:

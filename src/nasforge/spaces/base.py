@@ -6,19 +6,36 @@ import abc
 import hashlib
 import json
 import random
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
-from nasforge.errors import ConfigError
+from nasforge.registry import Registry
 
 
 class SearchSpace(abc.ABC):
     """Pure functions over genomes (plain, hashable data), with a seeded RNG passed in.
 
-    ``capabilities`` says which optional operations a space supports ("mutate", "crossover",
-    "encode", "supernet"); strategies state what they need and are refused early otherwise.
+    Every space implements the abstract methods (sample, validate, canonical, build,
+    count_params, the JSON pair, describe). ``capabilities`` names the optional groups of
+    methods it also implements; a strategy states what it needs in ``Strategy.requires`` and is
+    refused early otherwise. The contract tests (``tests/test_contract_spaces.py``) run every
+    registered space through every method its capabilities promise.
+
+    - ``"mutate"``: :meth:`mutate`.
+    - ``"crossover"``: :meth:`crossover`.
+    - ``"encode"``: :meth:`encode`, a fixed-length finite float vector (predictors).
+    - ``"decisions"``: the genome as a fixed-length sequence of categorical choices, for
+      step-wise strategies (ant colony, REINFORCE): :attr:`decision_length` (number of
+      steps), :meth:`decision_names` (one name per step), :meth:`decision_choices` (the values
+      allowed at the next step given the earlier ones), :meth:`to_decisions` and
+      :meth:`from_decisions` (inverse of each other on valid genomes).
+    - ``"cell"``: the genome is a cell repeated in a fixed skeleton (e.g. ``darts``).
+    - ``"supernet"``: a one-shot supernet for gradient methods (DARTS).
+
+    Optional: ``validate_for(genome, input_shape, num_classes, width) -> list[str]`` adds the
+    reasons that depend on a build (e.g. ``max_params``); strategies use it when present.
     """
 
     name: ClassVar[str] = "base"
@@ -80,6 +97,30 @@ class SearchSpace(abc.ABC):
     def describe(self, genome: Any, width: int | None = None) -> str:
         """A one-line readable text form."""
 
+    # ----------------------------------------------------------- "decisions" capability
+    @property
+    def decision_length(self) -> int:
+        """Number of steps of a full decision sequence (capability ``"decisions"``)."""
+        raise NotImplementedError(f"space {self.name!r} has no decisions")
+
+    def decision_names(self) -> list[str]:
+        """One readable name per decision step, ``decision_length`` of them."""
+        raise NotImplementedError(f"space {self.name!r} has no decisions")
+
+    def decision_choices(self, prefix: Sequence[Any]) -> tuple[Any, ...]:
+        """The values allowed at step ``len(prefix)`` after the choices ``prefix``;
+        raises ``GenomeError`` when ``prefix`` is complete or holds a value not allowed."""
+        raise NotImplementedError(f"space {self.name!r} has no decisions")
+
+    def to_decisions(self, genome: Any) -> tuple[Any, ...]:
+        """The decision sequence of a valid genome (``decision_length`` values)."""
+        raise NotImplementedError(f"space {self.name!r} has no decisions")
+
+    def from_decisions(self, decisions: Sequence[Any]) -> Any:
+        """The genome of a full decision sequence; ``GenomeError`` when it is not one.
+        ``from_decisions(to_decisions(g)) == g`` for every valid genome ``g``."""
+        raise NotImplementedError(f"space {self.name!r} has no decisions")
+
     def to_dot(self, genome: Any, width: int | None = None) -> str:
         """A Graphviz DOT description."""
         raise NotImplementedError(f"space {self.name!r} cannot draw genomes")
@@ -90,32 +131,30 @@ class SearchSpace(abc.ABC):
 
 
 SpaceFactory = Callable[..., SearchSpace]
-_SPACES: dict[str, SpaceFactory] = {}
+SPACES: Registry[SpaceFactory] = Registry("space")
+"""The registered spaces by name (filled by :func:`register_space`)."""
 
 
 def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
     """Class decorator that registers a space factory under ``name``."""
-
-    def decorator(factory: SpaceFactory) -> SpaceFactory:
-        _SPACES[name] = factory
-        return factory
-
-    return decorator
+    return SPACES.register(name)
 
 
 def available_spaces() -> list[str]:
-    """Names of the registered spaces."""
-    return sorted(_SPACES)
+    """Names of the registered spaces, sorted."""
+    return SPACES.names()
 
 
 def get_space(name: str, **settings: Any) -> SearchSpace:
-    """Instantiate a registered space; an unknown name lists the known ones."""
-    if name not in _SPACES:
-        raise ConfigError(f"unknown space {name!r}; known: {', '.join(available_spaces())}")
-    try:
-        return _SPACES[name](**settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for space {name!r}: {exc}") from None
+    """Instantiate a registered space with its ``settings``.
+
+    Raises:
+        ConfigError: an unknown name (listing the known ones), or a setting the space's
+            constructor does not take (named), checked against its signature before the call;
+            the constructor's own ``ConfigError`` for a bad value.
+        Exception: anything else the constructor raises propagates unchanged (a bug).
+    """
+    return SPACES.make(name, **settings)
 
 
 def genome_key(space: SearchSpace, genome: Any) -> str:

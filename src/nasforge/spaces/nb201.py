@@ -18,8 +18,9 @@ Two equivalences (see :func:`count_unique`):
 Capabilities: ``mutate`` (one edge to another operation, uniform), ``crossover`` (each edge
 from either parent, uniform), ``encode`` (one-hot, or the BANANAS path encoding), and
 ``decisions``: the genome as 6 categorical choices, one per edge in ``EDGES`` order, each from
-all 5 operations whatever came before (methods ``decision_length``, ``decision_choices``,
-``genome_to_decisions``, ``genome_from_decisions``).
+all 5 operations whatever came before (the decision methods of
+:class:`~nasforge.spaces.base.SearchSpace`: ``decision_length``, ``decision_names``,
+``decision_choices``, ``to_decisions``, ``from_decisions``).
 """
 
 from __future__ import annotations
@@ -272,9 +273,14 @@ class NB201Space(SearchSpace):
         return self._representatives[nb201_key(as_genome(genome))]
 
     # ------------------------------------------------------------------ decisions
+    @property
     def decision_length(self) -> int:
         """Number of decisions in a full sequence: 6 (one per edge, ``EDGES`` order)."""
         return len(EDGES)
+
+    def decision_names(self) -> list[str]:
+        """A name per decision: the edge it sets, e.g. ``"edge1<-0"`` (``EDGES`` order)."""
+        return [f"edge{dst}<-{src}" for dst, src in EDGES]
 
     def decision_choices(self, prefix: Sequence[str]) -> tuple[str, ...]:
         """The choices of the next decision after ``prefix`` (all 5 operations, any prefix
@@ -283,11 +289,11 @@ class NB201Space(SearchSpace):
             raise GenomeError(f"nb201: no decision follows the prefix {list(prefix)}")
         return OPERATIONS
 
-    def genome_to_decisions(self, genome: NB201Genome) -> tuple[str, ...]:
+    def to_decisions(self, genome: NB201Genome) -> tuple[str, ...]:
         """The genome as its sequence of 6 choices (the operations in ``EDGES`` order)."""
         return as_genome(genome).ops
 
-    def genome_from_decisions(self, decisions: Sequence[str]) -> NB201Genome:
+    def from_decisions(self, decisions: Sequence[str]) -> NB201Genome:
         """The genome of a full decision sequence; ``GenomeError`` when it is not one."""
         genome = NB201Genome(tuple(decisions))  # type: ignore[arg-type]
         reasons = self.validate(genome)

@@ -114,8 +114,9 @@ class AntColony(Strategy):
         return total / self.length
 
     def warm_start(self, genomes: list[Any]) -> None:
-        raise ConfigError("strategy 'aco' does not take --init-from: its pheromone starts "
-                          "uniform (DeepSwarm); warm-start evolution or genetic instead")
+        raise ConfigError("strategy 'aco' does not support warm starts (--init-from): its "
+                          "pheromone starts uniform (DeepSwarm); warm-start evolution or "
+                          "genetic instead")
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar
 
 from nasforge.errors import ConfigError, GenomeError
 from nasforge.evaluation.budget import Budget
+from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
 
 
@@ -22,10 +23,17 @@ class Problem:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a strategy asks to evaluate: a genome under a budget."""
+    """What a strategy asks to evaluate: a genome under a budget.
+
+    ``parent`` names a finished trial to *continue* instead of training from scratch (its
+    stored checkpoint is resumed and trained on to ``budget.epochs``: successive halving's
+    promotion); the parent must be of the same network, trained under the same budget apart
+    from ``epochs``, which must be larger.
+    """
 
     genome: Any
     budget: Budget
+    parent: int | None = None
 
 
 @dataclass
@@ -73,8 +81,9 @@ class Strategy(abc.ABC):
         self.rng = random.Random(seed)
 
     @abc.abstractmethod
-    def ask(self) -> Candidate:
-        """The next candidate to evaluate."""
+    def ask(self) -> Candidate | None:
+        """The next candidate to evaluate, or None to wait: the runner asks again after the
+        next result arrives (a strategy that waits while nothing is running ends the run)."""
 
     @abc.abstractmethod
     def tell(self, observation: Observation) -> None:
@@ -125,23 +134,24 @@ class Strategy(abc.ABC):
 
 
 StrategyFactory = Callable[..., Strategy]
-_STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+"""The registered strategy classes by name (filled by :func:`register_strategy`)."""
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    """Class decorator registering a strategy under ``name``."""
+    """Class decorator registering a strategy under ``name`` (and setting its ``name``)."""
 
     def decorator(cls: type[Strategy]) -> type[Strategy]:
         cls.name = name
-        _STRATEGIES[name] = cls
+        STRATEGIES.register(name, cls)
         return cls
 
     return decorator
 
 
 def available_strategies() -> list[str]:
-    """Names of the registered strategies."""
-    return sorted(_STRATEGIES)
+    """Names of the registered strategies, sorted."""
+    return STRATEGIES.names()
 
 
 def get_strategy(
@@ -152,10 +162,12 @@ def get_strategy(
     seed: int,
     **settings: Any,
 ) -> Strategy:
-    """Instantiate a registered strategy; an unknown name lists the known ones."""
-    if name not in _STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; known: {', '.join(available_strategies())}")
-    try:
-        return _STRATEGIES[name](space, budget, problem, seed, **settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for strategy {name!r}: {exc}") from None
+    """Instantiate a registered strategy on ``space`` with its ``settings``.
+
+    Raises:
+        ConfigError: an unknown name (listing the known ones); a setting the strategy's
+            constructor does not take (named), checked against its signature before the call;
+            the constructor's own ``ConfigError`` (a bad value, a capability the space lacks).
+        Exception: anything else the constructor raises propagates unchanged (a bug).
+    """
+    return STRATEGIES.make(name, space, budget, problem, seed, **settings)

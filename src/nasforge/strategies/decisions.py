@@ -1,10 +1,9 @@
 """One adapter between step-wise strategies and a space's ``decisions`` capability.
 
 A space with ``"decisions"`` describes a genome as a fixed-length sequence of categorical
-choices. The method names are being unified (``to_decisions``/``from_decisions``/
-``decision_choices``, ``decision_length`` a property in the darts space, a method in nb201
-before the rename); every strategy goes through the functions here, so a rename is a change
-in :data:`_NAMES` only.
+choices (``SearchSpace.to_decisions``/``from_decisions``/``decision_choices``/
+``decision_length``, a property or a method). Every strategy goes through the functions here,
+so a rename is a change in :data:`_NAMES` only.
 """
 
 from __future__ import annotations
@@ -16,12 +15,13 @@ from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
 
 _NAMES: dict[str, tuple[str, ...]] = {
-    "to": ("to_decisions", "genome_to_decisions"),
-    "from": ("from_decisions", "genome_from_decisions"),
+    "to": ("to_decisions",),
+    "from": ("from_decisions",),
     "choices": ("decision_choices",),
     "length": ("decision_length",),
 }
-"""Method names per role, the current name first (older names still accepted)."""
+"""Method names per role (``SearchSpace``'s), the current name first; an older name can be
+added after it while spaces are renamed."""
 
 
 def _method(space: SearchSpace, role: str) -> Any:

@@ -29,8 +29,6 @@ from nasforge.strategies.base import Candidate, Observation, Strategy
 
 __all__ = ["PrefilterSpec", "PrefilterStrategy", "parse_prefilter", "wrap_strategy"]
 
-_PROXIES = ("synflow", "snip", "grad_norm", "naswot", "jacob_cov", "fisher", "params", "flops")
-
 
 @dataclass(frozen=True)
 class PrefilterSpec:
@@ -59,8 +57,11 @@ def parse_prefilter(spec: str | PrefilterSpec, source: str = "prefilter") -> Pre
         except ValueError:
             raise ConfigError(f"{source}: M and K must be integers, got {spec!r}") from None
         parsed = PrefilterSpec(parts[0], numbers[0], numbers[1] if len(numbers) == 2 else 1)
-    if parsed.proxy not in _PROXIES:
-        raise ConfigError(f"{source}: unknown proxy {parsed.proxy!r}; known: {', '.join(_PROXIES)}")
+    from nasforge.evaluation.proxies import PROXIES
+
+    if parsed.proxy not in PROXIES:
+        raise ConfigError(f"{source}: unknown proxy {parsed.proxy!r}; "
+                          f"known: {', '.join(PROXIES.names())}")
     if parsed.proposals < 1 or not 1 <= parsed.keep <= parsed.proposals:
         raise ConfigError(f"{source}: need M >= 1 and 1 <= K <= M, got {parsed}")
     return parsed

@@ -121,8 +121,8 @@ class Reinforce(Strategy):
             return float(self.distributions(seq)[1].mean())
 
     def warm_start(self, genomes: list[Any]) -> None:
-        raise ConfigError("strategy 'reinforce' does not take --init-from: its policy starts "
-                          "uniform; warm-start evolution or genetic instead")
+        raise ConfigError("strategy 'reinforce' does not support warm starts (--init-from): "
+                          "its policy starts uniform; warm-start evolution or genetic instead")
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
