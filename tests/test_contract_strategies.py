@@ -40,6 +40,8 @@ from nasforge.strategies.prefilter import PrefilterStrategy
 TINY_SETTINGS: dict[str, dict[str, Any]] = {
     # small populations so 20 rounds reach the strategy's model-driven phase
     "evolution": {"population": 4, "sample": 2},
+    "genetic": {"population": 4, "sample": 2},
+    "nsga2": {"population": 4},
 }
 """Per-strategy settings for speed; a strategy not listed runs with its defaults."""
 

@@ -767,29 +767,42 @@ class GlobalSpace(SearchSpace):
         raise GenomeError(f"no valid mutation in {tries} tries; parent invalid: {reasons[0]}")
 
     # ------------------------------------------------------------------ crossover
-    def crossover(self, a: GlobalGenome, b: GlobalGenome, rng: random.Random) -> GlobalGenome:
+    def crossover(self, a: GlobalGenome, b: GlobalGenome, rng: random.Random, *,
+                  fitter_first: bool = False,
+                  disabled_stays: float | None = None) -> GlobalGenome:
         """A child with genes aligned by id: a shared node takes either parent's operation,
         a shared edge either parent's ``enabled`` flag; disjoint genes come from one random
         parent (``crossover_genes="parent"``) or from both (``"union"``). The child is
         repaired (cycles broken, in->out reconnected) and falls back to that parent's genes
         when no repair is found; it is valid except for the limits.
+
+        NEAT's rules (Stanley & Miikkulainen 2002, Sec. 3.2), for the ``genetic`` strategy:
+        ``fitter_first``: ``a`` is the fitter parent and gives the disjoint genes (instead
+        of a random parent); ``disabled_stays``: a shared edge disabled in either parent is
+        disabled in the child with this probability (NEAT: 0.75), else enabled. The
+        defaults keep the plain behaviour (and its random draws) unchanged.
         """
         a, b = _as_genome(a), _as_genome(b)
-        primary, other = (a, b) if rng.random() < 0.5 else (b, a)
+        if fitter_first:
+            primary, other = a, b
+        else:
+            primary, other = (a, b) if rng.random() < 0.5 else (b, a)
         other_ops = other.ops
         other_edges = {(e.src, e.dst): e.enabled for e in other.edges}
         nodes = [
             NodeGene(n.id, rng.choice((n.op, other_ops[n.id])) if n.id in other_ops else n.op)
             for n in primary.nodes
         ]
-        edges = [
-            EdgeGene(
-                e.src, e.dst,
-                rng.choice((e.enabled, other_edges[(e.src, e.dst)]))
-                if (e.src, e.dst) in other_edges else e.enabled,
-            )
-            for e in primary.edges
-        ]
+
+        def flag(e: EdgeGene) -> bool:
+            if (e.src, e.dst) not in other_edges:
+                return e.enabled
+            theirs = other_edges[(e.src, e.dst)]
+            if disabled_stays is not None and not (e.enabled and theirs):
+                return rng.random() >= disabled_stays
+            return bool(rng.choice((e.enabled, theirs)))
+
+        edges = [EdgeGene(e.src, e.dst, flag(e)) for e in primary.edges]
         if self.crossover_genes == "union":
             have = {n.id for n in nodes}
             nodes += [n for n in other.nodes if n.id not in have]
