@@ -111,6 +111,30 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
     return storage
 
 
+def _takes_objectives(strategy: str) -> bool:
+    """Whether a registered strategy's constructor takes ``objectives`` (NSGA-II does)."""
+    import inspect
+
+    from nasforge.strategies.base import STRATEGIES
+
+    try:
+        return "objectives" in inspect.signature(STRATEGIES.get(strategy)).parameters
+    except Exception:  # noqa: BLE001 - an unknown name is reported by get_strategy
+        return False
+
+
+def pareto_trials(path: str | Path) -> list[TrialRecord]:
+    """The Pareto front of a study under its configured objectives and constraints (each
+    network at the highest budget it reached), best first by the first objective; a
+    single-objective study's front is its best trial(s)."""
+    from nasforge.config import config_from_dict
+    from nasforge.objectives import of_config, pareto_trials as front
+
+    with StudyStorage.open(path) as storage:
+        config = config_from_dict(storage.study()["config"], str(path))
+        return front(storage.best(10**9), of_config(config), config.constraints)
+
+
 def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
     """Genomes from a study database (ok trials, best first) or a JSON file (one or a list)."""
     path = Path(source)
@@ -174,9 +198,13 @@ class Search:
             self.problem = Problem(*TABLE_PROBLEM)
         else:
             self.problem = problem_for(config)
+        settings = dict(config.strategy.settings)
+        if config.objectives and "objectives" not in settings and _takes_objectives(
+                config.strategy.name):  # a multi-objective strategy gets the study's objectives
+            settings["objectives"] = [[o.name, o.direction] for o in config.objectives]
         self.strategy: Strategy = get_strategy(
             config.strategy.name, self.space, config.budget, self.problem, config.seed,
-            **config.strategy.settings,
+            **settings,
         )
         if config.prefilter:
             from nasforge.strategies.prefilter import wrap_strategy

@@ -231,6 +231,22 @@ def _search_config(args: argparse.Namespace) -> Any:
     return apply_overrides(config, overrides) if overrides else config
 
 
+def final_picks(storage: Any, config: Any) -> list[Any]:
+    """The trials final training takes (``final.pick``, see ``nasforge.objectives``): the
+    ``final.top`` best by the first objective among feasible trials, or the front's best."""
+    from nasforge.objectives import feasible, of_config, pareto_trials, trial_value
+
+    objectives = of_config(config)
+    pool = [t for t in storage.best(10**9) if feasible(t, config.constraints)]
+    if config.final.pick == "front":
+        pool = pareto_trials(pool, objectives, config.constraints)
+    elif objectives[0].name != "val_acc" or objectives[0].direction != "max":
+        sign = -1.0 if objectives[0].direction == "max" else 1.0
+        pool = sorted((t for t in pool if trial_value(t, objectives[0].name) is not None),
+                      key=lambda t: (sign * trial_value(t, objectives[0].name), t.number))
+    return pool[:config.final.top]
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.api import Search, data_dict, train_final
     from nasforge.execution.executors import make_executor
@@ -288,7 +304,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                       "training")
             elif config.final is not None and not args.no_final and summary.stop_reason != "interrupted":
                 entries = [(t.number, search.space.genome_from_dict(t.genome))
-                           for t in search.storage.best(config.final.top)]
+                           for t in final_picks(search.storage, config)]
                 reporter.message(
                     f"final training of the best {len(entries)} on the whole training set: "
                     f"{config.final.budget.epochs} epoch(s) at width {config.final.budget.width}, "
@@ -370,11 +386,26 @@ def cmd_best(args: argparse.Namespace) -> int:
         space = get_space(space_cfg["name"], **space_cfg.get("settings", {}))
         width = study["config"]["budget"]["width"]
         best = storage.best(args.k)
+        if args.pareto:  # the front under the study's objectives and constraints
+            from nasforge.config import config_from_dict
+            from nasforge.objectives import of_config, pareto_trials, trial_values
+
+            config = config_from_dict(study["config"], args.file)
+            objectives = of_config(config)
+            best = pareto_trials(storage.best(10**9), objectives, config.constraints)
+            print(f"Pareto front: {len(best)} trial(s) under "
+                  + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
+                  + (f"; constraints {', '.join(map(str, config.constraints))}"
+                     if config.constraints else ""))
         if args.json:
             print(json.dumps([t.to_dict() for t in best], indent=1))
             return 0
         for t in best:
-            print(f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params")
+            line = f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params"
+            if args.pareto:
+                values = trial_values(t, objectives) or []
+                line += "; " + ", ".join(f"{o.name} {v:g}" for o, v in zip(objectives, values))
+            print(line)
             print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
         finals = storage.final_runs()
         if finals:
@@ -563,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("file")
     best.add_argument("--k", type=int, default=5)
     best.add_argument("--json", action="store_true")
+    best.add_argument("--pareto", action="store_true",
+                      help="the Pareto front under the study's objectives and constraints")
     best.set_defaults(func=cmd_best)
 
     tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file")

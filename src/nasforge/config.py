@@ -95,6 +95,9 @@ class FinalConfig:
     #: the whole command (search and final) should end within this many seconds of its start:
     #: the final step is capped at what is left (cutting epochs, as ``max_seconds``)
     total_seconds: float | None = None
+    #: which trials get final training: ``best`` (by the first objective) or ``front`` (the
+    #: Pareto front's members, best first by the first objective); see ``nasforge.objectives``
+    pick: str = "best"
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class SearchConfig:
     run: RunConfig = field(default_factory=RunConfig)
     final: FinalConfig | None = None
     prefilter: str | None = None
+    #: ``nasforge.objectives``: () means the one objective val_acc (max)
+    objectives: tuple[Any, ...] = ()
+    constraints: tuple[Any, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the study; changing them on resume is refused."""
@@ -122,7 +128,9 @@ class SearchConfig:
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "prefilter": self.prefilter,
-            # only when not the default, so studies from before the field keep their hash
+            # only when not the default, so studies from before the fields keep their hash
+            **({"objectives": [o.to_dict() for o in self.objectives]} if self.objectives else {}),
+            **({"constraints": [str(c) for c in self.constraints]} if self.constraints else {}),
             **({"evaluator": self.run.evaluator} if self.run.evaluator != "train" else {}),
         }
 
@@ -146,6 +154,10 @@ class SearchConfig:
             "run": _plain(dataclasses.asdict(self.run)),
             "prefilter": self.prefilter,
         }
+        if self.objectives:
+            out["objectives"] = [o.to_dict() for o in self.objectives]
+        if self.constraints:
+            out["constraints"] = [str(c) for c in self.constraints]
         if self.final is not None:
             out["final"] = {
                 "top": self.final.top,
@@ -155,6 +167,8 @@ class SearchConfig:
             for key in ("max_seconds", "total_seconds"):
                 if getattr(self.final, key) is not None:
                     out["final"][key] = getattr(self.final, key)
+            if self.final.pick != "best":
+                out["final"]["pick"] = self.final.pick
         return out
 
 
@@ -249,7 +263,8 @@ def _budget(section: str, data: Any, source: str, base: Budget | None = None) ->
 def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> SearchConfig:
     """Validate a mapping into a ``SearchConfig``; errors name the key and the source."""
     top = _check_keys(
-        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter"}, source
+        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter",
+                  "objectives", "constraints"}, source
     )
     name = _typed("config", "name", top.get("name", "search"), "str", source)
     seed = _typed("config", "seed", top.get("seed", 0), "int", source)
@@ -343,13 +358,17 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     final = None
     if top.get("final") is not None:
         f = _check_keys("final", top["final"],
-                        {"top", "seeds", "budget", "max_seconds", "total_seconds"}, source)
+                        {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick"},
+                        source)
+        if f.get("pick", "best") not in ("best", "front"):
+            raise ConfigError(f"{source}: 'final.pick' must be best or front, got {f['pick']!r}")
         final = FinalConfig(
             top=_typed("final", "top", f.get("top", 1), "int", source),
             seeds=_typed("final", "seeds", f.get("seeds", 1), "int", source),
             budget=_budget("final.budget", f.get("budget"), source),
             max_seconds=_duration("final", "max_seconds", f.get("max_seconds"), source),
             total_seconds=_duration("final", "total_seconds", f.get("total_seconds"), source),
+            pick=f.get("pick", "best"),
         )
         if final.top < 1 or final.seeds < 1:
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
@@ -364,9 +383,14 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         check_evaluator(run.evaluator, space.name)
     except ConfigError as exc:
         raise ConfigError(f"{source}: 'run.evaluator': {exc}") from None
+    from nasforge.objectives import parse_constraints, parse_objectives
+
+    objectives = parse_objectives(top.get("objectives"), source)
+    constraints = parse_constraints(top.get("constraints"), source)
     return SearchConfig(
         name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
-        run=run, final=final, prefilter=prefilter,
+        run=run, final=final, prefilter=prefilter, objectives=objectives,
+        constraints=constraints,
     )
 
 

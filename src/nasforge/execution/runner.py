@@ -170,6 +170,9 @@ class Runner:
         from nasforge.execution.pruners import make_pruner
 
         self.pruner = make_pruner(config.run.pruner)
+        from nasforge.objectives import needs_latency
+
+        self.latency = needs_latency(config.objectives, config.constraints)
         self.live_dir = artifacts_dir(Path(storage.path).resolve()) / "live"
         self.history: dict[int, list[float]] = {}  # epoch -> values of finished trials
         if self.pruner is not None:
@@ -206,6 +209,8 @@ class Runner:
             extra["save_state"] = str(self._state_path(number))
         if parent is not None:
             extra["resume_from"] = str(self._state_path(parent))
+        if self.latency:
+            extra["latency"] = True
         progress = None
         if self.pruner is not None:  # the live channel: epochs out, a stop request in
             self.live_dir.mkdir(parents=True, exist_ok=True)
@@ -248,13 +253,27 @@ class Runner:
                                           result["speed_device"], speed)
 
     def _observation(self, record: TrialRecord, genome: Any) -> Observation:
+        """What a strategy is told: the fitness is the first objective's value (signed so that
+        larger is better; the validation accuracy in a single-objective study), None for a
+        trial that failed, was pruned or breaks a constraint; ``metrics["objectives"]`` holds
+        every objective's value."""
+        from nasforge.objectives import feasible, of_config, trial_values
+
+        objectives = of_config(self.config)
+        values = trial_values(record, objectives) if record.status == "ok" else None
+        fitness = None
+        if values is not None and feasible(record, self.config.constraints):
+            fitness = values[0] if objectives[0].direction == "max" else -values[0]
+        metrics = dict(record.metrics)
+        if values is not None:
+            metrics["objectives"] = dict(zip((o.name for o in objectives), values))
         return Observation(
             number=record.number,
             genome=genome,
             budget=Budget.from_dict(record.budget),
             status=record.status,
-            fitness=record.val_acc if record.status == "ok" else None,
-            metrics=record.metrics,
+            fitness=fitness,
+            metrics=metrics,
         )
 
     def _ask_one(self) -> bool:

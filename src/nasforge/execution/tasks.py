@@ -222,6 +222,11 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
             result["state"] = save_state
         out = outcome.to_dict()
         out["device"] = device
+        if task.extra.get("latency") and outcome.status == "ok":  # an objective asks for it
+            from nasforge.objectives import measure_latency
+
+            out["latency_ms"] = measure_latency(model, splits.input_shape, device)
+            out["latency_threads"] = torch.get_num_threads()
         result["speed"] = outcome.speed
         result["speed_device"] = _speed_device(device)
         out["flops"] = flops

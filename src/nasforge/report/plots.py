@@ -135,14 +135,12 @@ def best_so_far_by_time(
 def pareto_front(costs: Sequence[float], accs: Sequence[float]) -> list[int]:
     """Indices of the points not dominated by a cheaper-or-equal, at-least-as-accurate point
     (cost minimised, accuracy maximised), ordered by increasing cost."""
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], -accs[i]))
-    front: list[int] = []
-    best = -math.inf
-    for i in order:
-        if accs[i] > best:
-            front.append(i)
-            best = accs[i]
-    return front
+    from nasforge.strategies.pareto import non_dominated_sort  # the one sort strategies use
+
+    if not costs:
+        return []
+    first = non_dominated_sort([(c, a) for c, a in zip(costs, accs)], ["min", "max"])[0]
+    return sorted(first, key=lambda i: (costs[i], -accs[i], i))
 
 
 # ------------------------------------------------------------------ study figures
