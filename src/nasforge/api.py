@@ -94,7 +94,7 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
         )
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
-    storage = StudyStorage.open(path)
+    storage = StudyStorage.open(path, writer=True)  # one driver per study: refuses a second
     stored = storage.study()
     if stored["identity_hash"] != config.identity_hash():
         changed = _diff(stored["identity"], identity)

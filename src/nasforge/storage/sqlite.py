@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nasforge.errors import StorageError
+from nasforge.storage.lock import StudyLock
 
 FORMAT = "nasforge-study"
 SCHEMA_VERSION = 1
@@ -152,19 +153,32 @@ def _check_is_study(path: Path) -> None:
 class StudyStorage:
     """The study database: study row, trials, strategy state and final runs."""
 
-    def __init__(self, path: str | Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: str | Path, conn: sqlite3.Connection,
+                 lock: StudyLock | None = None) -> None:
         self.path = Path(path)
         self._conn = conn
+        self._lock = lock
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, path: str | Path) -> "StudyStorage":
-        """Open an existing study (for reading or resuming)."""
+    def open(cls, path: str | Path, *, writer: bool = False) -> "StudyStorage":
+        """Open an existing study: for reading, or with ``writer=True`` as its one driver
+        (search, resume, training into it), holding its lock until :meth:`close`.
+
+        Raises StorageError when the file is missing or not a study, and
+        :class:`~nasforge.storage.lock.StudyLockedError` when ``writer`` and another
+        driver holds the study."""
         path = Path(path)
         if not path.is_file():
             raise StorageError(f"study {path} not found")
         _check_is_study(path)
-        return cls(path, cls._connect(path))
+        lock = StudyLock.acquire(path) if writer else None
+        try:
+            return cls(path, cls._connect(path), lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
     @classmethod
     def create(
@@ -177,21 +191,32 @@ class StudyStorage:
         identity_hash: str,
         provenance: dict[str, Any],
     ) -> "StudyStorage":
-        """Create a new study file; an existing file is refused."""
+        """Create a new study file, held by this driver (its lock) until :meth:`close`;
+        an existing file is refused (StorageError), as is a study another driver is
+        creating (StudyLockedError)."""
         path = Path(path)
         if path.exists():
             raise StorageError(f"{path} already exists; use --resume to continue it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(path)
-        with conn:
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            conn.execute(
-                "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
-                (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance), time.time()),
-            )
-        return cls(path, conn)
+        lock = StudyLock.acquire(path)
+        try:
+            if path.exists():  # created by another driver meanwhile
+                raise StorageError(f"{path} already exists; use --resume to continue it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = cls._connect(path)
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute(
+                    "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance),
+                     time.time()),
+                )
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, conn, lock)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -205,8 +230,12 @@ class StudyStorage:
         return conn
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection and give back the study's lock when this driver holds it."""
+        try:
+            self._conn.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "StudyStorage":
         return self
