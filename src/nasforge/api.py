@@ -71,6 +71,28 @@ def problem_for(config: SearchConfig) -> Problem:
     return Problem(tuple(splits.input_shape), int(splits.num_classes))  # type: ignore[arg-type]
 
 
+def check_training_images(config: SearchConfig) -> None:
+    """Refuse, before a study is written, budgets whose data fraction trains on fewer than
+    2 images (train-mode batch norm cannot normalise a single value per channel): the search
+    budget over the training split, the final budget over the whole training set.
+
+    Raises ConfigError naming the fraction and the image counts."""
+    from nasforge.data.datasets import subset_size
+
+    splits = load_splits(data_dict(config))
+    n_train = int(len(splits.train_y))
+    checks = [("budget", config.budget.data_fraction, n_train)]
+    if config.final is not None:
+        checks.append(("final.budget", config.final.budget.data_fraction,
+                       n_train + int(len(splits.val_y))))
+    for section, fraction, n in checks:
+        kept = subset_size(n, fraction)
+        if kept < 2:
+            raise ConfigError(
+                f"{section}.data_fraction {fraction} of {n} training images keeps {kept}; "
+                "training needs at least 2 (batch norm): raise the fraction")
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
@@ -165,6 +187,7 @@ class Search:
         self.config = config
         self.space = get_space(config.space.name, **config.space.settings)
         self.problem = problem_for(config)
+        check_training_images(config)
         self.strategy: Strategy = get_strategy(
             config.strategy.name, self.space, config.budget, self.problem, config.seed,
             **config.strategy.settings,

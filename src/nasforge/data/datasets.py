@@ -183,15 +183,19 @@ class DataSplits:
         )
 
     def subset_train(self, fraction: float, seed: int) -> DataSplits:
-        """A stratified ``fraction`` of the training part; validation and test are untouched."""
+        """A stratified ``fraction`` of the training part; validation and test are untouched.
+
+        Raises ConfigError when the fraction keeps fewer than 2 images (batch norm cannot
+        train on one)."""
         if fraction == 1.0:
             return self
         if not 0.0 < fraction < 1.0:
             raise ConfigError(f"training data fraction must be in (0, 1], got {fraction!r}")
         keep = stratified_subset(self.train_y, fraction, seed)
-        if len(keep) == 0:
+        if len(keep) < 2:  # batch norm cannot train on one image
             raise ConfigError(
-                f"training data fraction {fraction} of {len(self.train_y)} images keeps none"
+                f"budget.data_fraction {fraction} of {len(self.train_y)} training images keeps "
+                f"{len(keep)}; training needs at least 2 (batch norm): raise the fraction"
             )
         return dataclasses.replace(self, train_x=self.train_x[keep], train_y=self.train_y[keep])
 
@@ -272,6 +276,12 @@ def stratified_split_indices(
     held = torch.nonzero(held_mask).reshape(-1)
     kept = torch.nonzero(~held_mask).reshape(-1)
     return kept, held
+
+
+def subset_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training images a stratified ``fraction`` keeps (``round(f * n)``,
+    all of them at 1.0): what :meth:`DataSplits.subset_train` returns, without the data."""
+    return n if float(fraction) >= 1.0 else min(n, int(round(float(fraction) * n)))
 
 
 def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
