@@ -45,3 +45,25 @@ def test_fraction_leaving_one_image_is_refused_up_front(
     assert "data_fraction 0.001 of 480 training images keeps 0" in line
     assert "internal error" not in line
 
+
+def test_best_on_a_study_without_successful_trial(
+        tmp_path: Path, tiny_config, capsys: pytest.CaptureFixture[str]) -> None:
+    from nasforge.api import open_study
+
+    path = tmp_path / "s.db"
+    storage = open_study(path, tiny_config, resume=False, force=False)
+    for status in ("failed", "running"):
+        number = storage.add_trial(genome_key=status, genome={}, budget={}, strategy_state=None)
+        if status == "failed":
+            storage.finish_trial(number, status="failed", val_acc=None, params=None, flops=None,
+                                 metrics={}, curve=[], error="boom", stderr=None, worker=None,
+                                 attempts=1, started_at=None, finished_at=1.0, checkpoint=None,
+                                 strategy_state=None)
+    storage.close()
+    for flags in ([], ["--json"]):
+        assert main(["best", str(path), *flags]) == 1
+        captured = capsys.readouterr()
+        assert captured.err.strip() == (f"nasforge: {path} has no successful trial (2 trial(s): "
+                                        "1 failed, 1 running); nothing to show")
+        assert captured.out.strip() == ("[]" if flags else "")
+

@@ -358,20 +358,26 @@ def cmd_best(args: argparse.Namespace) -> int:
         space = get_space(space_cfg["name"], **space_cfg.get("settings", {}))
         width = study["config"]["budget"]["width"]
         best = storage.best(args.k)
+        finals = storage.final_runs()
+        found = bool(best) or any(f.status == "ok" for f in finals)
+        if not best:  # one line, whatever the output format; non-zero when nothing succeeded
+            statuses = [t.status for t in storage.trials()]
+            print(f"nasforge: {args.file} has no successful trial ({len(statuses)} trial(s): "
+                  + ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running"))
+                  + ")" + ("" if found else "; nothing to show"), file=sys.stderr)
         if args.json:
             print(json.dumps([t.to_dict() for t in best], indent=1))
-            return 0
+            return 0 if found else 1
         for t in best:
             print(f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params")
             print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
-        finals = storage.final_runs()
         if finals:
             print("final trainings:")
             for f in finals:
                 acc = f"{f.test_acc:.4f}" if f.test_acc is not None else f.status
                 print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
                       f"test acc {acc}")
-    return 0
+    return 0 if found else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
