@@ -67,3 +67,26 @@ def test_best_on_a_study_without_successful_trial(
                                         "1 failed, 1 running); nothing to show")
         assert captured.out.strip() == ("[]" if flags else "")
 
+
+def test_space_show_reads_what_space_sample_writes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nasforge.api import load_genomes
+    from nasforge.spaces import get_space
+
+    assert main(["space", "sample", "--json", "--n", "3", "--seed", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    many = tmp_path / "GENOMES.json"
+    many.write_text("\n".join(lines) + "\n")
+    assert main(["space", "show", str(many), "--width", "4"]) == 0
+    out = capsys.readouterr().out
+    assert [f"genome {i} of 3:" in out for i in (1, 2, 3)] == [True] * 3
+    assert out.count("canonical key") == 3
+    one = tmp_path / "GENOME.json"
+    one.write_text(lines[0] + "\n")
+    assert main(["space", "show", str(one), "--width", "4"]) == 0
+    assert "genome 1 of" not in capsys.readouterr().out
+    # a command that takes one genome says so in one line; --init-from takes them all
+    assert main(["draw", str(many), "-o", str(tmp_path / "a.dot")]) == 2
+    assert _one_error_line(capsys).endswith("GENOMES.json holds 3 genomes; draw takes one")
+    assert len(load_genomes(get_space("global"), many)) == 3

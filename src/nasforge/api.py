@@ -15,7 +15,7 @@ from typing import Any
 
 import nasforge
 from nasforge.config import SearchConfig
-from nasforge.errors import ConfigError, GenomeError, StorageError
+from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import make_executor
 from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
@@ -132,17 +132,15 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
 
 
 def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
-    """Genomes from a study database (ok trials, best first) or a JSON file (one or a list)."""
+    """Genomes from a study database (ok trials, best first) or a genome file (one, a list
+    or JSON lines, see nasforge.spaces.genome_file)."""
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"--init-from: {path} not found")
-    if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise GenomeError(f"{path}: not valid JSON ({exc})") from None
-        items = raw if isinstance(raw, list) else [raw]
-        return [space.genome_from_dict(item) for item in items]
+    if path.suffix == ".json":  # one genome, a list, or JSON lines (`space sample --json`)
+        from nasforge.spaces.genome_file import read_genome_items
+
+        return [space.genome_from_dict(item) for item in read_genome_items(path)]
     with StudyStorage.open(path) as storage:
         return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
 

@@ -143,34 +143,47 @@ def cmd_space_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_genome(space: Any, path: str) -> Any:
-    from nasforge.errors import GenomeError
-
-    p = Path(path)
-    if not p.is_file():
-        raise GenomeError(f"genome file {path} not found")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise GenomeError(f"{path}: not valid JSON: {exc}") from None
-    if isinstance(data, dict) and "genome" in data and "schema" not in data:
-        data = data["genome"]
+def _parse_genome(space: Any, data: Any, where: str) -> Any:
     try:
         return space.genome_from_dict(data)
     except NasforgeError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _read_genome(space: Any, path: str) -> Any:
+    """The one genome of a genome file (see nasforge.spaces.genome_file)."""
+    from nasforge.spaces.genome_file import read_one_genome_item
+
+    return _parse_genome(space, read_one_genome_item(path), path)
 
 
 def cmd_space_show(args: argparse.Namespace) -> int:
+    from nasforge.config import parse_shape
+    from nasforge.spaces.genome_file import read_genome_items
+
+    space = _space_from_args(args)
+    shape = parse_shape(args.input)
+    items = read_genome_items(args.file)
+    if not items:
+        raise ConfigError(f"{args.file} holds no genome")
+    genomes = [_parse_genome(space, item, args.file if len(items) == 1 else
+                             f"{args.file} (genome {i})") for i, item in enumerate(items, 1)]
+    failed = 0
+    for i, genome in enumerate(genomes, 1):
+        if len(genomes) > 1:
+            print(f"{'' if i == 1 else chr(10)}genome {i} of {len(genomes)}:")
+        failed += _show_genome(space, genome, shape, args)
+    return 1 if failed else 0
+
+
+def _show_genome(space: Any, genome: Any, shape: tuple[int, int, int],
+                 args: argparse.Namespace) -> int:
+    """Print one genome's text form, parameters, FLOPs and key; 1 when it is invalid."""
     import torch
 
     from nasforge.evaluation.metrics import count_flops
+    from nasforge.execution.runner import genome_key
 
-    space = _space_from_args(args)
-    genome = _read_genome(space, args.file)
-    from nasforge.config import parse_shape
-
-    shape = parse_shape(args.input)
     reasons = space.validate(genome)
     try:
         print(space.describe(genome, args.width, input_shape=shape))
@@ -185,7 +198,7 @@ def cmd_space_show(args: argparse.Namespace) -> int:
         model = space.build(genome, shape, args.classes, args.width)
         with torch.no_grad():
             rows.append(("FLOPs", f"{count_flops(model, shape):,}"))
-    rows.append(("canonical key", __import__("nasforge.execution.runner", fromlist=["x"]).genome_key(space, genome)))
+    rows.append(("canonical key", genome_key(space, genome)))
     _print_table(rows)
     return 0
 
@@ -496,10 +509,17 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=5)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--width", type=int, default=None)
-    sample.add_argument("--json", action="store_true")
+    sample.add_argument("--json", action="store_true",
+                        help="one genome per line as JSON: a genome file for `space show`, "
+                             "`train`, `draw` and `search --init-from`")
     sample.set_defaults(func=cmd_space_sample)
-    show = space_sub.add_parser("show", help="print a genome, its parameter count and FLOPs")
-    show.add_argument("file")
+    show = space_sub.add_parser(
+        "show", help="print a genome, its parameter count and FLOPs",
+        description="Print each genome of a genome file with its parameter count and FLOPs. "
+                    "A genome file (GENOME.json) is what `nasforge space sample --json` "
+                    "writes (one genome per line; `--n 1 > GENOME.json` for one), a single "
+                    "JSON object or list, or a trial from `nasforge trials --json`.")
+    show.add_argument("file", help="GENOME.json (or - for standard input)")
     show.add_argument("--space", default="global")
     show.add_argument("--width", type=int, default=16)
     show.add_argument("--input", default="1x28x28")
@@ -557,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     best.set_defaults(func=cmd_best)
 
     tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file")
-    tr.add_argument("source", help="STUDY.db or GENOME.json")
+    tr.add_argument("source", help="STUDY.db or GENOME.json (one genome, e.g. from "
+                                   "`nasforge space sample --json --n 1`)")
     sel = tr.add_mutually_exclusive_group()
     sel.add_argument("--best", action="store_true", help="the best trial (default)")
     sel.add_argument("--trial", type=int, default=None)
