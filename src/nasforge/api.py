@@ -182,6 +182,9 @@ class Search:
         init_from: str | Path | None = None,
         reporter: Reporter | None = None,
     ) -> None:
+        if config.kind != "search":
+            raise ConfigError(f"{config.name} is a {config.kind} preset, not a search: use "
+                              f"`nasforge train GENOME.json|STUDY.db --preset {config.name}`")
         self.config = config
         self.space = get_space(config.space.name, **config.space.settings)
         self.problem = problem_for(config)

@@ -203,6 +203,11 @@ def _show_genome(space: Any, genome: Any, shape: tuple[int, int, int],
     return 0
 
 
+def _describe_budget(budget: Any) -> str:
+    return (f"{budget.epochs} epoch(s) at width {budget.width}, data fraction "
+            f"{budget.data_fraction}")
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from nasforge.config import available_presets, load_config, preset_text
 
@@ -211,10 +216,39 @@ def cmd_presets(args: argparse.Namespace) -> int:
         return 0
     for name in available_presets():
         cfg = load_config(name)
-        print(f"{name:20s} {cfg.space.name} space, {cfg.strategy.name}, {cfg.run.max_evals} trials, "
-              f"{cfg.budget.epochs} epoch(s) at width {cfg.budget.width}, "
-              f"data fraction {cfg.budget.data_fraction}")
+        final = cfg.final
+        if cfg.kind == "final-training" and final is not None:
+            print(f"{name:20s} final training (no search): {final.budget.epochs} epoch(s) at "
+                  f"width {final.budget.width}, {final.budget.optimizer}, {final.seeds} "
+                  f"seed(s); use with `nasforge train GENOME.json|STUDY.db --preset {name}`")
+            continue
+        line = (f"{name:20s} search: {cfg.space.name} space, {cfg.strategy.name}, "
+                f"{cfg.run.max_evals} trials, {_describe_budget(cfg.budget)}")
+        if final is not None:
+            line += (f"; then final training of the best {final.top}: {final.budget.epochs} "
+                     f"epoch(s) at width {final.budget.width}, {final.seeds} seed(s)")
+        print(line)
     return 0
+
+
+def default_storage(config_arg: str, config: Any) -> Path:
+    """Where ``search`` stores a study without ``--storage``: ``studies/NAME.db`` for a preset,
+    ``studies/STEM.db`` for a config file (``my.yaml`` copied from a preset keeps the preset's
+    ``name`` but must not share its study)."""
+    path = Path(config_arg)
+    is_file = config_arg.endswith((".yaml", ".yml")) or path.is_file()
+    return Path("studies") / f"{path.stem if is_file else config.name}.db"
+
+
+def _final_step_note(args: argparse.Namespace, config: Any) -> str | None:
+    """A line saying that --max-evals leaves the final step as configured, when it runs."""
+    final = config.final
+    if getattr(args, "max_evals", None) is None or final is None or getattr(args, "no_final", False):
+        return None
+    return (f"note: --max-evals limits the search only; the final training runs as configured "
+            f"({final.budget.epochs} epoch(s) at width {final.budget.width}, {final.seeds} "
+            f"seed(s) of the best {final.top}): --no-final skips it, --set "
+            f"final.budget.epochs=N shortens it")
 
 
 def _search_config(args: argparse.Namespace) -> Any:
@@ -240,7 +274,11 @@ def _search_config(args: argparse.Namespace) -> Any:
         overrides.insert(0, "strategy.settings={}")
     if getattr(args, "prefilter", None):
         overrides.append(f"prefilter={args.prefilter}")
-    return apply_overrides(config, overrides) if overrides else config
+    config = apply_overrides(config, overrides) if overrides else config
+    note = _final_step_note(args, config)
+    if note and not getattr(args, "quiet", False):
+        print(note)
+    return config
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -249,7 +287,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.execution.runner import Reporter, worker_slots
 
     config = _search_config(args)
-    storage = Path(args.storage or f"studies/{config.name}.db")
+    storage = Path(args.storage or default_storage(args.config, config))
     reporter = Reporter(enabled=not args.quiet)
     started = time.time()
     search = Search(config, storage, resume=args.resume, force=args.force,
@@ -535,17 +573,22 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=cmd_presets)
 
     search = sub.add_parser("search", help="run (or resume) a search")
-    search.add_argument("config", nargs="?", default="quick", help="preset name or CONFIG.yaml")
+    search.add_argument("config", nargs="?", default="quick",
+                        help="preset name (`nasforge presets`) or CONFIG.yaml (e.g. a copy of "
+                             "`nasforge presets show quick`)")
     search.add_argument("--space", default=None)
     search.add_argument("--strategy", default=None)
     search.add_argument("--workers", type=int, default=None)
     search.add_argument("--executor", default=None, help="local | mpi | dask")
     search.add_argument("--scheduler", default=None, help="Dask scheduler address")
     search.add_argument("--devices", default=None, help="GPU indices to use, e.g. 0,1")
-    search.add_argument("--storage", default=None, help="study file (default studies/NAME.db)")
+    search.add_argument("--storage", default=None,
+                        help="study file (default studies/NAME.db for a preset, "
+                             "studies/STEM.db for a config file: my.yaml -> studies/my.db)")
     search.add_argument("--resume", action="store_true")
     search.add_argument("--force", action="store_true", help="resume even if the study settings changed")
-    search.add_argument("--max-evals", type=int, default=None)
+    search.add_argument("--max-evals", type=int, default=None,
+                        help="trials of the search (the final training is not scaled by it)")
     search.add_argument("--time-limit", default=None, metavar="DURATION",
                         help="limit on the whole command, search and final training: seconds or "
                              "90m, 23h, 1d. No new evaluation starts after it; evaluations cut "

@@ -91,6 +91,10 @@ class FinalConfig:
     total_seconds: float | None = None
 
 
+CONFIG_KINDS: tuple[str, ...] = ("search", "final-training")
+"""Values of a config's ``kind``."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search: the study identity plus how it runs."""
@@ -104,6 +108,9 @@ class SearchConfig:
     run: RunConfig = field(default_factory=RunConfig)
     final: FinalConfig | None = None
     prefilter: str | None = None
+    #: what the config is for: ``search`` (a search, then its final step) or
+    #: ``final-training`` (only the ``final`` section is used, by ``nasforge train --preset``)
+    kind: str = "search"
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the study; changing them on resume is refused."""
@@ -138,6 +145,8 @@ class SearchConfig:
             "run": _plain(dataclasses.asdict(self.run)),
             "prefilter": self.prefilter,
         }
+        if self.kind != "search":
+            out["kind"] = self.kind
         if self.final is not None:
             out["final"] = {
                 "top": self.final.top,
@@ -241,8 +250,12 @@ def _budget(section: str, data: Any, source: str, base: Budget | None = None) ->
 def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> SearchConfig:
     """Validate a mapping into a ``SearchConfig``; errors name the key and the source."""
     top = _check_keys(
-        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter"}, source
+        "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter",
+                  "kind"}, source
     )
+    kind = _typed("config", "kind", top.get("kind", "search"), "str", source)
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"{source}: 'kind' must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
     name = _typed("config", "name", top.get("name", "search"), "str", source)
     seed = _typed("config", "seed", top.get("seed", 0), "int", source)
 
@@ -344,7 +357,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         prefilter = str(parse_prefilter(prefilter, f"{source}: prefilter"))
     return SearchConfig(
         name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
-        run=run, final=final, prefilter=prefilter,
+        run=run, final=final, prefilter=prefilter, kind=kind,
     )
 
 
