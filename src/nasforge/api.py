@@ -19,6 +19,7 @@ from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import make_executor
 from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
+from nasforge.execution.guard import check_not_bootstrapping
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
@@ -182,6 +183,7 @@ class Search:
         init_from: str | Path | None = None,
         reporter: Reporter | None = None,
     ) -> None:
+        check_not_bootstrapping()  # a script without its __main__ guard, re-run by a worker
         if config.kind != "search":
             raise ConfigError(f"{config.name} is a {config.kind} preset, not a search: use "
                               f"`nasforge train GENOME.json|STUDY.db --preset {config.name}`")

@@ -595,7 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "at the limit stay running in the study, and the final step starts "
                              "only if its estimate fits in the time left; --resume continues")
     search.add_argument("--target", type=float, default=None, help="stop at this validation accuracy")
-    search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--seed", type=int, default=None,
+                        help="study seed (strategy choices, network initialisation); repeatable "
+                             "with 1 worker only: with 2 or more an evolution search's proposals "
+                             "depend on which evaluation ends first")
     search.add_argument("--keep-best", type=int, default=None, help="keep weights of the best K")
     search.add_argument("--data-dir", default=None)
     search.add_argument("--init-from", default=None, help="STUDY.db or genomes.json to seed the strategy")

@@ -100,6 +100,8 @@ class SearchConfig:
     """Everything that defines a search: the study identity plus how it runs."""
 
     name: str = "search"
+    #: strategy choices and network initialisation; a search repeats trial by trial with one
+    #: worker only (with more, proposals depend on which evaluation ends first)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     space: ComponentConfig = field(default_factory=lambda: ComponentConfig("global"))
