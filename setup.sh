@@ -33,4 +33,11 @@ if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
     "${PIP[@]}" "torch==2.13.0"
 fi
 "${PIP[@]}" -e ".[all]"
+# Optional: the NAS-Bench-201 CIFAR-10 table for `nasforge bench` and its tests. --no-deps on
+# purpose: nasforge never imports that package (it needs pkg_resources and pandas), it only
+# reads the package's data file, sha256-checked. The package states no licence: its data is
+# read in place, never copied into this repository.
+if ! "${PIP[@]}" --no-deps "analog-nasbench==0.1.3" >/dev/null 2>&1; then
+    echo "setup: optional NAS-Bench-201 table not installed (pip install --no-deps analog-nasbench==0.1.3 failed); only nasforge bench needs it" >&2
+fi
 "$PYTHON" -c "import nasforge, torch; print(f'setup: nasforge {nasforge.__version__} with torch {torch.__version__} ready')"

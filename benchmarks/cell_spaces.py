@@ -10,7 +10,8 @@ auxiliary logits, sums the losses), and its parameter count compared with ``coun
 Prints per space: built, rejected (by reason), crashed and count mismatches (both must be 0),
 and the time; exits 1 on any crash or mismatch.
 
-Default settings per space are tiny (darts: 3 cells, auxiliary head on, drop-path 0.1);
+Default settings per space are tiny (darts: 3 cells, auxiliary head on, drop-path 0.1; nb201:
+one cell a stage);
 ``--settings NAME='{"key": value}'`` overrides them.
 
     PYTHONPATH=src nice -n 19 python benchmarks/cell_spaces.py [--n 2000] [--spaces darts]
@@ -38,6 +39,7 @@ CLASSES = 10
 KNOWN_CELL_SPACES = ("darts", "nb201")
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "darts": {"cells": 3, "auxiliary": True, "drop_path": 0.1},
+    "nb201": {"cells": 1},
 }
 
 

@@ -302,3 +302,34 @@ def test_describe_and_dot() -> None:
     dot = space.to_dot(DARTS_V2)
     assert dot.startswith("digraph darts {") and "cluster_normal" in dot and "cluster_reduce" in dot
     assert dot.count('[label="dil_conv_3x3"]') == 1 and dot.count('-> "nout"') == 4
+
+
+def test_the_trainer_learns_the_auxiliary_head_and_ramps_drop_path() -> None:
+    """train() adds the auxiliary loss of a (logits, aux_logits) output and sets the
+    published drop-path ramp each epoch (0, then max/2 for 2 epochs)."""
+    from nasforge.data import split_validation, synthetic_dataset
+    from nasforge.evaluation import Budget, set_determinism, train
+    from nasforge.evaluation.trainer import training_loss
+
+    splits = split_validation(synthetic_dataset(n_train=64, n_test=16, num_classes=3,
+                                                shape=(1, 12, 12)), 0.25, seed=0)
+    space = get_space("darts", cells=3, auxiliary=True, drop_path=0.2)
+    set_determinism(0)
+    model = space.build(DARTS_V2, splits.input_shape, 3, 4)
+    seen: list[float] = []
+    original = model.forward
+
+    def forward(x):
+        if model.training:
+            seen.append(model.drop_path_prob)
+        return original(x)
+
+    model.forward = forward  # type: ignore[method-assign]
+    result = train(model, splits, Budget(epochs=2, batch_size=16, width=4))
+    assert result.ok
+    assert sorted(set(seen)) == [0.0, pytest.approx(0.1)]
+    model.train()
+    x, y = torch.randn(4, 1, 12, 12), torch.tensor([0, 1, 2, 0])
+    logits, aux = original(x)
+    expected = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+    assert torch.allclose(training_loss(model, (logits, aux), y), expected)

@@ -109,6 +109,10 @@ def test_short_training_and_explicit_settings_are_not_measured() -> None:
     short, calls, _ = _choose(times, precision="fp32", total_steps=20)
     assert not short.measured and short.source == "default" and calls == []
     assert "too short" in (short.reason or "")
+    # 300 steps of 50 ms: 15 s of training, 0.75 s to measure in: the baseline's 2 steps only
+    short, calls, _ = _choose(times, precision="fp32", total_steps=300)
+    assert not short.measured and "too short" in (short.reason or "")
+    assert calls == [SpeedSetting("fp32", False, None)] * 2
     explicit, calls, _ = _choose(times, precision="fp32", channels_last=True)
     assert explicit.source == "explicit" and calls == []
     assert explicit.setting == SpeedSetting("fp32", True, None)
@@ -139,8 +143,9 @@ def _run(splits, budget, **kw):
     return train(model, splits, budget, **kw)
 
 
-def test_measuring_does_not_change_the_training(splits) -> None:
+def test_measuring_does_not_change_the_training(splits, monkeypatch) -> None:
     """A run that measured and a run given the stored choice follow the same trajectory."""
+    monkeypatch.setenv("NASFORGE_SPEED_MIN_SECONDS", "0")  # tiny trainings measure too
     auto = Budget(epochs=2, batch_size=8, precision="auto", channels_last="auto")
     measured = _run(splits, auto, bf16_native=False)
     assert measured.speed["measured"] and measured.speed["source"] == "measured"
@@ -154,9 +159,10 @@ def test_measuring_does_not_change_the_training(splits) -> None:
     assert [r.train_loss for r in fixed.curve] == [r.train_loss for r in measured.curve]
 
 
-def test_a_search_stores_its_choices_and_a_rerun_reuses_them(tmp_path) -> None:
+def test_a_search_stores_its_choices_and_a_rerun_reuses_them(tmp_path, monkeypatch) -> None:
     """The runner keeps each measured choice in the study and sends it with later tasks of the
     same network: the evaluation then trains under it without measuring."""
+    monkeypatch.setenv("NASFORGE_SPEED_MIN_SECONDS", "0")
     from nasforge.config import config_from_dict
     from nasforge.evaluation.speed import device_key, speed_key
     from nasforge.execution.tasks import EvalTask, evaluate_task

@@ -189,8 +189,15 @@ class Search:
                               f"`nasforge train GENOME.json|STUDY.db --preset {config.name}`")
         self.config = config
         self.space = get_space(config.space.name, **config.space.settings)
-        self.problem = problem_for(config)
-        check_training_images(config)
+        self.tabular = config.run.evaluator.startswith("tabular:")
+        if self.tabular:  # answered from the table: its data set's shape, no data loaded
+            from nasforge.execution.tabular import TABLE_PROBLEM, TabularEvaluate
+
+            self._tabular = TabularEvaluate()  # a missing or corrupt table: one line, no study
+            self.problem = Problem(*TABLE_PROBLEM)
+        else:
+            self.problem = problem_for(config)
+            check_training_images(config)
         self.strategy: Strategy = get_strategy(
             config.strategy.name, self.space, config.budget, self.problem, config.seed,
             **config.strategy.settings,
@@ -214,13 +221,20 @@ class Search:
     def run(self, executor: Executor | None = None) -> RunSummary:
         """Run the search to its stopping criterion."""
         own = executor is None
-        executor = executor or make_executor(self.config.run)
+        if self.tabular:
+            from nasforge.execution.tabular import InlineExecutor
+
+            executor = executor or InlineExecutor(self.config.run.workers)
+            evaluate: Any = self._tabular
+        else:
+            executor = executor or make_executor(self.config.run)
+            evaluate = IsolatedEvaluate(self.config.run.eval_timeout,
+                                        self.config.run.memory_limit_mb)
         try:
             runner = Runner(
                 config=self.config, storage=self.storage, space=self.space,
                 strategy=self.strategy, executor=executor, reporter=self.reporter,
-                evaluate=IsolatedEvaluate(self.config.run.eval_timeout,
-                                          self.config.run.memory_limit_mb),
+                evaluate=evaluate,
             )
             return runner.run()
         finally:

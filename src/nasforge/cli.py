@@ -261,6 +261,7 @@ def _search_config(args: argparse.Namespace) -> Any:
         "max_evals": "run.max_evals", "time_limit": "run.time_limit", "seed": "seed",
         "executor": "run.executor", "scheduler": "run.scheduler", "data_dir": "data.data_dir",
         "keep_best": "run.keep_best", "target": "run.target_accuracy",
+        "evaluator": "run.evaluator",
     }
     for attr, key in mapping.items():
         value = getattr(args, attr, None)
@@ -295,7 +296,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         done_before = search.storage.count_finished()
         try:
-            executor = make_executor(config.run)
+            if search.tabular:
+                from nasforge.execution.tabular import InlineExecutor
+
+                executor = InlineExecutor(config.run.workers)
+            else:
+                executor = make_executor(config.run)
         except NasforgeError as exc:
             if search.discard_if_empty():
                 raise type(exc)(f"{exc} (the new, empty study {storage} was removed)") from None
@@ -325,7 +331,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             genome = search.space.genome_from_dict(best.genome)
             print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params")
             print(f"      {search.space.describe(genome, config.budget.width)}")
-            if config.final is not None and not args.no_final and summary.stop_reason != "interrupted":
+            if search.tabular:
+                metrics = best.metrics
+                print(f"tabular benchmark run: the best cell's table value is "
+                      f"{metrics.get('test_accuracy')} (CIFAR-10 test accuracy, percent; "
+                      f"{metrics.get('simulated_seconds', 0):.0f} simulated seconds); no final "
+                      "training")
+            elif config.final is not None and not args.no_final and summary.stop_reason != "interrupted":
                 entries = [(t.number, search.space.genome_from_dict(t.genome))
                            for t in search.storage.best(config.final.top)]
                 reporter.message(
@@ -580,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--strategy", default=None)
     search.add_argument("--workers", type=int, default=None)
     search.add_argument("--executor", default=None, help="local | mpi | dask")
+    search.add_argument("--evaluator", default=None,
+                        help="train (default) | tabular:nb201 (answer each trial from the "
+                             "NAS-Bench-201 CIFAR-10 table in this process: a benchmark run)")
     search.add_argument("--scheduler", default=None, help="Dask scheduler address")
     search.add_argument("--devices", default=None, help="GPU indices to use, e.g. 0,1")
     search.add_argument("--storage", default=None,
@@ -645,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nasforge.studies import commands as study_commands
 
     study_commands.register(sub)
+    from nasforge.benchmarks import commands as bench_commands
+
+    bench_commands.register(sub)
     return parser
 
 

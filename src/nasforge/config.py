@@ -75,6 +75,9 @@ class RunConfig:
     eval_timeout: float | None = None
     memory_limit_mb: int | None = None
     grace_period: float = 30.0
+    #: ``train`` (train every trial) or ``tabular:nb201`` (answer from the NAS-Bench-201 table
+    #: in the driver's process; a benchmark run, see ``nasforge.execution.tabular``)
+    evaluator: str = "train"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class SearchConfig:
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "prefilter": self.prefilter,
+            # only when not the default, so studies from before the field keep their hash
+            **({"evaluator": self.run.evaluator} if self.run.evaluator != "train" else {}),
         }
 
     def identity_hash(self) -> str:
@@ -320,6 +325,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             "run", "memory_limit_mb", r.get("memory_limit_mb"), "int", source, optional=True
         ),
         grace_period=_typed("run", "grace_period", r.get("grace_period", 30.0), "float", source),
+        evaluator=_typed("run", "evaluator", r.get("evaluator", "train"), "str", source),
     )
     if run.max_evals < 1:
         raise ConfigError(f"{source}: 'run.max_evals' must be >= 1, got {run.max_evals}")
@@ -357,6 +363,12 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         from nasforge.strategies.prefilter import parse_prefilter
 
         prefilter = str(parse_prefilter(prefilter, f"{source}: prefilter"))
+    from nasforge.execution.tabular import check_evaluator
+
+    try:
+        check_evaluator(run.evaluator, space.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: 'run.evaluator': {exc}") from None
     return SearchConfig(
         name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
         run=run, final=final, prefilter=prefilter, kind=kind,

@@ -21,7 +21,8 @@ untouched, so a run with a stored choice follows the same trajectory as the run 
 it). It may spend at most ``fraction`` (5%) of the training's own estimated time, where the
 estimate is the first candidate's step time times the training's steps; a training too short to
 afford two candidates (fewer than ``2 * steps_per_candidate / fraction`` steps, 80 by default) is
-not measured and uses the first candidate (fp32, contiguous, all threads). A candidate whose
+not measured and uses the first candidate (fp32, contiguous, all threads); nor is one whose 5%
+comes to less than a second (after timing two baseline steps). A candidate whose
 warm-up step is already ``abandon`` (3x) slower than the best so far is dropped after that step.
 
 The choice is made once per (network, width, batch size, device, threads) and stored in the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import os
 import platform
 import statistics
 import time
@@ -137,7 +139,10 @@ def cpu_flags() -> frozenset[str]:
 def has_native_bf16(device: str | torch.device = "cpu", flags: frozenset[str] | None = None) -> bool:
     """Whether ``device`` computes bf16 natively: on CUDA ``torch.cuda.is_bf16_supported()``;
     on an x86-64 CPU the ``avx512_bf16`` or ``amx_bf16`` flag, on ARM the ``bf16`` feature.
-    Without it bf16 autocast falls back to slow reference kernels, so it is never a candidate."""
+    Without it bf16 autocast falls back to slow reference kernels, so it is never a candidate.
+    ``NASFORGE_BF16=0`` in the environment says no everywhere (to emulate such a machine)."""
+    if os.environ.get("NASFORGE_BF16", "").strip() == "0":
+        return False
     dev = torch.device(device)
     if dev.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -212,7 +217,8 @@ def choose(
     *,
     fraction: float = MEASURE_FRACTION,
     abandon: float = 3.0,
-    max_timed: int = 3,
+    max_timed: int = 5,
+    min_seconds: float = 1.0,
     clock: Callable[[], float] = time.perf_counter,
 ) -> SpeedChoice:
     """Time the candidates with ``step`` and keep the fastest, within a measuring budget.
@@ -220,8 +226,10 @@ def choose(
     ``step(setting)`` runs one throw-away training step in ``setting`` and returns its seconds
     (its first call for a setting is that setting's warm-up). ``total_steps`` is the number of
     steps the training will run; the measuring may cost at most ``fraction`` of
-    ``total_steps`` times the baseline's step time (see the module docstring). With one
-    candidate and no extra thread counts nothing is measured (``source="explicit"``).
+    ``total_steps`` times the baseline's step time (see the module docstring); when that
+    allowance is below ``min_seconds`` (a training of under ~20 s), only the baseline is timed
+    (2 steps) and kept: the first step of an untried kernel (bf16 JIT) alone can cost a second.
+    With one candidate and no extra thread counts nothing is measured (``source="explicit"``).
     """
     settings = list(settings)
     if not settings:
@@ -252,6 +260,11 @@ def choose(
     warm[baseline] = step(baseline)
     timings[baseline] = [step(baseline)]
     allowed = fraction * total_steps * timings[baseline][0]
+    if allowed < min_seconds:  # a first step of a new kernel alone can cost ~1 s
+        return SpeedChoice(
+            baseline, step_seconds=timings[baseline][0], source="default",
+            reason=f"training too short to measure (about {total_steps * timings[baseline][0]:.0f}s)",
+            timings={baseline.label(): timings[baseline]}, overhead_seconds=clock() - started)
     for setting in settings[1:]:
         try_one(setting, allowed)
     for count in extra_threads:
@@ -312,6 +325,7 @@ def measure_training_step(
     the given normalised batch ``batch_x`` [N, C, H, W] (float32) and labels ``batch_y`` [N],
     timed in seconds (device-synchronised)."""
     from nasforge.evaluation.metrics import autocast_context, grad_scaler
+    from nasforge.evaluation.trainer import training_loss
 
     copies: dict[SpeedSetting, tuple[nn.Module, torch.optim.Optimizer, Any]] = {}
 
@@ -331,8 +345,8 @@ def measure_training_step(
             _sync(device)
             begin = time.perf_counter()
             with autocast_context(device, setting.precision):
-                logits = clone(xb)
-            loss = nn.functional.cross_entropy(logits.float(), yb)
+                output = clone(xb)
+            loss = training_loss(clone, output, yb)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

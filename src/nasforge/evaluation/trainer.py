@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -158,6 +159,19 @@ def _make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, **foreach)
     raise ConfigError(f"unknown optimizer {name!r}")
+
+
+def training_loss(model: nn.Module, output: Any, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the logits (computed in float32). A network that returns
+    ``(logits, aux_logits)`` in training mode (the DARTS evaluation network with its auxiliary
+    head; Szegedy et al. 2015) adds ``model.auxiliary_weight`` (DARTS: 0.4) times the
+    auxiliary cross-entropy."""
+    if isinstance(output, tuple):
+        logits, aux = output
+        weight = float(getattr(model, "auxiliary_weight", 0.4))
+        return (nn.functional.cross_entropy(logits.float(), labels)
+                + weight * nn.functional.cross_entropy(aux.float(), labels))
+    return nn.functional.cross_entropy(output.float(), labels)
 
 
 def _steps_per_epoch(n: int, batch_size: int, max_steps: int | None) -> int:
@@ -315,7 +329,9 @@ def choose_speed(
         xb = normalize(data.train_x[idx].to(device))
         yb = data.train_y[idx].to(device)
         step = measure_training_step(model, xb, yb, lambda m: _make_optimizer(m, budget), device)
-        return choose(settings, extra, step, total_steps)
+        # NASFORGE_SPEED_MIN_SECONDS: the smallest measuring allowance worth using (default 1 s)
+        floor = float(os.environ.get("NASFORGE_SPEED_MIN_SECONDS", "1.0"))
+        return choose(settings, extra, step, total_steps, min_seconds=floor)
 
 
 def _train(
@@ -352,7 +368,6 @@ def _train(
     order_gen = torch.Generator().manual_seed(int(budget.seed))
     augment_gen = torch.Generator().manual_seed(int(budget.seed) + 1)
     augment = budget.augment
-    loss_fn = nn.functional.cross_entropy
 
     curve: list[EpochRecord] = []
     best_acc: float | None = None
@@ -365,6 +380,8 @@ def _train(
     for epoch in range(1, budget.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
+        if callable(getattr(model, "schedule_drop_path", None)):  # DARTS: linear drop-path ramp
+            model.schedule_drop_path(epoch - 1, budget.epochs)
         tracker.start_epoch()
         perm = torch.randperm(n, generator=order_gen).to(dev)
         done = 0
@@ -377,8 +394,8 @@ def _train(
             if budget.channels_last:
                 xb = xb.contiguous(memory_format=memory_format)
             with autocast_context(dev, budget.precision):
-                logits = model(xb)
-            loss = loss_fn(logits.float(), yb)
+                output = model(xb)
+            loss = training_loss(model, output, yb)
             reason = tracker.record(loss, epoch)
             if reason is not None:
                 break

@@ -59,11 +59,11 @@ class DartsSpace(SearchSpace):
     """The DARTS cell space with the evaluation network's macro skeleton.
 
     Settings: ``cells`` (L, default 20, the published evaluation net; the search net had 8),
-    ``auxiliary`` (auxiliary head; published on, weight 0.4; off by default because a
-    network with it returns ``(logits, aux_logits)`` in training mode, which the trainer's
-    loss must handle, see :class:`~nasforge.spaces.darts_ops.DartsNetwork`), ``drop_path``
-    (the network's initial and maximum drop-path probability; published 0.2 with a linear
-    ramp),
+    ``auxiliary`` (auxiliary head; published on, weight 0.4; off by default, as searches do
+    not need it; with it the network returns ``(logits, aux_logits)`` in training mode and
+    ``nasforge.evaluation.train`` adds the weighted auxiliary loss), ``drop_path`` (the
+    maximum drop-path probability; published 0.2; ``train`` sets the linear ramp
+    ``max * epoch / epochs`` before each epoch),
     ``operations`` (a subset of the 8, default all), ``max_params`` (a search limit, None: no
     limit). The width C is the build's ``width`` (published 36).
     """
