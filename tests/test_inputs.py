@@ -44,6 +44,11 @@ def test_fraction_leaving_one_image_is_refused_up_front(
     line = _one_error_line(capsys)
     assert "data_fraction 0.001 of 480 training images keeps 0" in line
     assert "internal error" not in line
+    from nasforge.data.datasets import split_validation, synthetic_dataset
+
+    with pytest.raises(ConfigError, match=r"val_fraction 0\.75 of 4 training images leaves 1 "
+                                          r"to train on; training needs at least 2"):
+        split_validation(synthetic_dataset(n_train=4, num_classes=2), 0.75)
 
 
 def test_best_on_a_study_without_successful_trial(

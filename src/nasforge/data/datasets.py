@@ -290,13 +290,21 @@ def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tens
 
 
 def split_validation(ds: ImageDataset, val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
-    """Hold a seeded stratified ``val_fraction`` of the training set out for validation."""
+    """Hold a seeded stratified ``val_fraction`` of the training set out for validation.
+
+    Raises ConfigError when either part is empty or fewer than 2 images are left to train on
+    (batch norm cannot train on one)."""
     if not 0.0 < float(val_fraction) < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     train_idx, val_idx = stratified_split_indices(ds.y_train, val_fraction, seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ConfigError(
             f"val_fraction {val_fraction} of {len(ds.y_train)} training images leaves an empty part"
+        )
+    if len(train_idx) < 2:  # batch norm cannot train on one image
+        raise ConfigError(
+            f"val_fraction {val_fraction} of {len(ds.y_train)} training images leaves "
+            f"{len(train_idx)} to train on; training needs at least 2 (batch norm)"
         )
     return DataSplits(
         name=ds.name,
