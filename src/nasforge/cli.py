@@ -243,8 +243,9 @@ def default_storage(config_arg: str, config: Any) -> Path:
 def _final_step_note(args: argparse.Namespace, config: Any) -> str | None:
     """A line saying that --max-evals leaves the final step as configured, when it runs."""
     final = config.final
-    if getattr(args, "max_evals", None) is None or final is None or getattr(args, "no_final", False):
-        return None
+    if (getattr(args, "max_evals", None) is None or final is None or config.kind != "search"
+            or getattr(args, "no_final", False)):
+        return None  # (a final-training preset is refused by Search with its own line)
     return (f"note: --max-evals limits the search only; the final training runs as configured "
             f"({final.budget.epochs} epoch(s) at width {final.budget.width}, {final.seeds} "
             f"seed(s) of the best {final.top}): --no-final skips it, --set "
