@@ -4,6 +4,7 @@ genome file: whole training set, test accuracy over seeds, checkpoints, stored i
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 import re
 from concurrent.futures import Executor, Future
@@ -171,3 +172,28 @@ def test_final_step_is_estimated_capped_and_deferred_by_the_time_limit(tmp_path,
     assert "left for --resume" in out.out and "final: estimated" in out.err
     with StudyStorage.open(db2) as store:
         assert store.final_runs() == [] and store.count("ok") == 1
+
+
+@pytest.mark.timeout(120)
+def test_final_runs_of_two_budgets_keep_their_own_weights(tmp_path) -> None:
+    """Two final trainings of one genome that differ only in epochs write two weight files, and
+    each stored run points at its own (before: named by genome, width and seed only, the second
+    overwrote the first, so export could ship weights under the other run's accuracy)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    raw = tiny_config_dict()
+    config = config_from_dict(raw, "w")
+    space = get_space(config.space.name, **config.space.settings)
+    genome = space.sample(random.Random(1))
+    db = tmp_path / "w.db"
+    with StudyStorage.create(db, name="w", config=config.to_dict(), identity={},
+                             identity_hash="x", provenance={}) as storage, \
+            ThreadPoolExecutor(1) as pool:
+        for epochs in (1, 2):
+            train_final(storage, space, [(None, genome)],
+                        Budget(epochs=epochs, width=4, max_steps=2, batch_size=16), 1,
+                        config.data.task_dict(), pool)
+        runs = storage.final_runs()
+    assert [r.budget["epochs"] for r in runs] == [1, 2]
+    paths = {r.checkpoint for r in runs}
+    assert len(paths) == 2 and all(Path(p).is_file() for p in paths)

@@ -89,6 +89,27 @@ def test_resume_refuses_another_study_unless_forced(tmp_path, tiny_config) -> No
     Search(changed, db, resume=True, force=True).close()
 
 
+def test_each_run_of_a_study_keeps_its_own_provenance_row(tmp_path) -> None:
+    """A --resume adds a run row (start, end, provenance, run settings, stop reason) and never
+    overwrites the earlier ones."""
+    db = tmp_path / "r.db"
+    first = config_from_dict(tiny_config_dict(run={"workers": 1, "max_evals": 2}), "t")
+    search = Search(first, db)
+    search.run()
+    search.close()
+    more = config_from_dict(tiny_config_dict(run={"workers": 1, "max_evals": 3}), "t")
+    search = Search(more, db, resume=True)
+    search.run()
+    search.close()
+    with StudyStorage.open(db) as store:
+        runs = store.runs()
+    assert [r["number"] for r in runs] == [1, 2]
+    assert [r["settings"]["run"]["max_evals"] for r in runs] == [2, 3]
+    assert [r["settings"]["resume"] for r in runs] == [False, True]
+    assert all(r["stop_reason"] == "max_evals reached" and r["ended_at"] >= r["started_at"]
+               and "torch" in r["provenance"] for r in runs)
+
+
 def test_unknown_names_list_known_ones(tmp_path) -> None:
     with pytest.raises(ConfigError, match="known: .*evolution.*random"):
         Search(config_from_dict(tiny_config_dict(strategy={"name": "nope"}), "t"), tmp_path / "x.db")

@@ -83,3 +83,33 @@ def test_checkpoints_resolve_in_the_studys_own_folder(tmp_path, monkeypatch) -> 
     (b / "s_files" / "weights" / "trial_1.pt").unlink()
     assert resolve_checkpoint(rel, b / "s.db") is None
     assert resolve_checkpoint(None, b / "s.db") is None
+
+
+@pytest.mark.parametrize(("error", "reused"), [
+    ("timeout after 5s", False),
+    ("out-of-memory (killed by the kernel OOM killer)", False),
+    ("evaluation process killed by SIGKILL", False),
+    ("evaluation lost 2 times: BrokenProcessPool: gone", False),
+    ("nan loss at epoch 1 step 3", True),
+    ("GenomeError: the genome has no path from input to output", True),
+    ("RuntimeError: boom in forward", True),
+])
+def test_only_failures_that_would_repeat_are_reused(tmp_path, error, reused) -> None:
+    """A timeout, out-of-memory or lost evaluation is trained again when the same network is
+    proposed (e.g. after --resume with a longer timeout); a NaN loss or a network that cannot
+    be built is not."""
+    with _create(tmp_path / "s.db") as store:
+        n = store.add_trial(genome_key="g", genome={}, budget={"epochs": 1}, strategy_state=None)
+        store.finish_trial(n, status="failed", val_acc=None, params=None, flops=None, metrics={},
+                           curve=[], error=error, stderr=None, worker="w", attempts=1,
+                           started_at=1.0, finished_at=2.0, checkpoint=None, strategy_state=None)
+        found = store.find_finished("g", {"epochs": 1})
+        assert (found is not None) == reused
+        if not reused:  # a later ok trial of the same network is found
+            m = store.add_trial(genome_key="g", genome={}, budget={"epochs": 1},
+                                strategy_state=None)
+            store.finish_trial(m, status="ok", val_acc=0.5, params=1, flops=1, metrics={},
+                               curve=[], error=None, stderr=None, worker="w", attempts=1,
+                               started_at=1.0, finished_at=2.0, checkpoint=None,
+                               strategy_state=None)
+            assert store.find_finished("g", {"epochs": 1}).number == m

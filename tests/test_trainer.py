@@ -278,3 +278,28 @@ def test_loss_tracker_names_first_bad_step(deferred: bool) -> None:
         assert tracker.record(torch.tensor(value), epoch=3) is None
     assert tracker.flush(epoch=3) is None
     assert tracker.mean(3) == pytest.approx(7.0 / 3)
+
+
+@pytest.mark.parametrize("schedule", ["none", "cosine"])
+def test_continuation_is_exact(splits: DataSplits, schedule: str) -> None:
+    """1 epoch, then continued to 3, gives the same epoch-2 and epoch-3 losses and accuracies
+    as 3 epochs from scratch with the same seed (the schedule spans 3 in both), with dropout
+    and flip augmentation drawing random numbers on the way."""
+    budget = Budget(epochs=3, batch_size=32, schedule=schedule, augment="flip", seed=5)
+
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.2),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, NUM_CLASSES))
+
+    full = _fit(splits, budget, net)
+    first = _fit(splits, budget.replace(epochs=1, schedule_epochs=3), net, keep_state=True)
+    assert first.state is not None and first.state["epoch"] == 1
+    set_determinism(123)  # the continued run must not depend on the caller's RNG or init
+    rest = train(net(), splits, budget.replace(schedule_epochs=3), resume=first.state)
+    assert [r.epoch for r in rest.curve] == [1, 2, 3]
+    for a, b in zip(full.curve, rest.curve):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-6)
+        assert a.val_loss == pytest.approx(b.val_loss, abs=1e-6)
+        assert a.val_acc == pytest.approx(b.val_acc, abs=1e-6)
+    with pytest.raises(ConfigError, match="already trained"):
+        train(net(), splits, budget.replace(epochs=1, schedule_epochs=3), resume=first.state)

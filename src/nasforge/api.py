@@ -211,6 +211,8 @@ class Search:
         warm = load_genomes(self.space, init_from) if init_from is not None else None
         self.storage = open_study(storage_path, config, resume=resume, force=force)
         self._created = not resume
+        self.run_number = self.storage.start_run(
+            provenance(), {"run": config.to_dict()["run"], "resume": resume, "force": force})
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
@@ -236,7 +238,9 @@ class Search:
                 strategy=self.strategy, executor=executor, reporter=self.reporter,
                 evaluate=evaluate,
             )
-            return runner.run()
+            summary = runner.run()
+            self.storage.end_run(self.run_number, summary.stop_reason)
+            return summary
         finally:
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -320,7 +324,8 @@ def train_final(
                 reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: test acc "
                                  f"{run.test_acc:.4f} (stored, not retrained)")
                 continue
-            ckpt = weights / f"{gkey}_w{budget.width}_s{seed_index}.pt"
+            # named by budget too: two final budgets (other epochs) never overwrite each other
+            ckpt = weights / f"{gkey}_{budget_key(budget.to_dict())[:8]}_w{budget.width}_s{seed_index}.pt"
             progress = ckpt.with_suffix(".progress.jsonl")
             progress.parent.mkdir(parents=True, exist_ok=True)
             progress.write_text("")

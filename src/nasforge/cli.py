@@ -658,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     report_commands.register(sub)
+    __import__("nasforge.dashboard.commands").dashboard.commands.register(sub)
     from nasforge.studies import commands as study_commands
 
     study_commands.register(sub)

@@ -57,6 +57,9 @@ class Budget:
     max_steps: int | None = None
     seed: int = 0
     threads: int | str | None = None
+    #: epochs the learning-rate schedule spans (None: ``epochs``); a multi-fidelity study sets
+    #: its largest budget here so a continued trial follows the schedule of a full one
+    schedule_epochs: int | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -98,6 +101,10 @@ class Budget:
                 or self.threads < 1):
             raise ConfigError(
                 f"budget.threads must be a positive integer, auto or null, got {self.threads!r}")
+        if self.schedule_epochs is not None and (
+                not isinstance(self.schedule_epochs, int) or self.schedule_epochs < self.epochs):
+            raise ConfigError(f"budget.schedule_epochs must be an integer >= epochs "
+                              f"({self.epochs}), got {self.schedule_epochs!r}")
         if not isinstance(self.width, int) or self.width < 1:
             raise ConfigError(f"budget.width must be a positive integer, got {self.width!r}")
         if self.patience is not None and self.patience < 1:
@@ -120,12 +127,19 @@ class Budget:
         return AUTO in (self.precision, self.channels_last, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form. ``threads`` is left out while None, so budgets written before
-        it existed keep their stored keys (``budget_key``) and studies resume unchanged."""
+        """Plain JSON-ready form. ``threads`` and ``schedule_epochs`` are left out while None, so
+        budgets written before they existed keep their stored keys (``budget_key``) and studies
+        resume unchanged."""
         data = dataclasses.asdict(self)
-        if data["threads"] is None:
-            del data["threads"]
+        for late in ("threads", "schedule_epochs"):  # fields added after studies were stored
+            if data[late] is None:
+                del data[late]
         return data
+
+    @property
+    def schedule_span(self) -> int:
+        """Epochs the learning-rate schedule spans."""
+        return self.schedule_epochs if self.schedule_epochs is not None else self.epochs
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Budget":

@@ -105,6 +105,7 @@ class _Flight:
     attempt: int
     submitted: float
     waiters: list[Any] = field(default_factory=list)
+    parent: int | None = None
 
 
 def study_logger(storage_path: Path) -> logging.Logger:
@@ -173,11 +174,20 @@ class Runner:
     def _data_dict(self) -> dict[str, Any]:
         return self.config.data.task_dict()
 
-    def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int) -> None:
+    def _state_path(self, number: int) -> Path:
+        return self.weights_dir / f"trial_{number}.state.pt"
+
+    def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int,
+                parent: int | None = None) -> None:
         bdict = budget.to_dict()
         ckpt = None
         if self.config.run.keep_best > 0:
             ckpt = str(self.weights_dir / f"trial_{number}.pt")
+        extra = self._speed_extra(gkey, budget)
+        if getattr(self.strategy, "continues_trials", False):  # keep what a child resumes
+            extra["save_state"] = str(self._state_path(number))
+        if parent is not None:
+            extra["resume_from"] = str(self._state_path(parent))
         task = EvalTask(
             trial_number=number,
             space_name=self.space.name,
@@ -185,13 +195,14 @@ class Runner:
             genome=self.space.genome_to_dict(genome),
             budget=bdict,
             data=self._data_dict(),
-            model_seed=model_seed(self.config.seed, gkey, budget_key(bdict)),
+            model_seed=model_seed(self.config.seed, gkey, budget_key(seed_part(bdict))),
             checkpoint_path=ckpt,
             attempt=attempt,
-            extra=self._speed_extra(gkey, budget),
+            extra=extra,
         )
         future = self.executor.submit(self.evaluate, task)
-        self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time())
+        self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
+                                        parent=parent)
 
     def _speed_extra(self, gkey: str, budget: Budget) -> dict[str, Any]:
         """The study's stored speed choices for this network (``auto`` budgets only), so a
@@ -218,33 +229,70 @@ class Runner:
             metrics=record.metrics,
         )
 
-    def _ask_one(self) -> None:
+    def _ask_one(self) -> bool:
+        """Ask once and submit (or answer from the study); False when the strategy waits."""
         candidate = self.strategy.ask()
+        if candidate is None:
+            return False
         # the proposal as the strategy made it, inactive genes included: it is what the
         # strategy is told and stores (its lineage: a disabled edge may be re-enabled by a
         # later mutation); the canonical form only names the network, for the key and reuse
         genome = candidate.genome
         gkey = genome_key(self.space, genome)
         bdict = candidate.budget.to_dict()
+        if candidate.parent is not None:
+            problem = self._parent_problem(candidate, gkey)
+            if problem is not None:  # a strategy's mistake costs one failed trial
+                number = self.storage.add_trial(genome_key=gkey, genome=self.space.genome_to_dict(
+                    genome), budget=bdict, strategy_state=self.strategy.state_dict())
+                self._record(_Flight(number, genome, gkey, candidate.budget, 1, time.time(),
+                                     parent=candidate.parent),
+                             {"status": "failed", "error": f"cannot continue trial "
+                              f"{candidate.parent}: {problem}", "finished_at": time.time()})
+                return True
         existing = self.storage.find_finished(gkey, bdict)
         if existing is not None:
             self.reused += 1
             self.strategy.tell(self._observation(existing, genome))
             self.storage.save_strategy_state(self.strategy.state_dict())
-            return
+            return True
         for flight in self.inflight.values():
             if flight.genome_key == gkey and flight.budget == candidate.budget:
                 flight.waiters.append(genome)
                 self.reused += 1
-                return
+                return True
         number = self.storage.add_trial(
             genome_key=gkey,
             genome=self.space.genome_to_dict(genome),
             budget=bdict,
             strategy_state=self.strategy.state_dict(),
         )
+        if candidate.parent is not None:  # kept for a re-queue after a kill
+            self.storage.set_meta_value(f"parent:{number}", candidate.parent)
         self.logger.info("trial %d submitted: %s", number, self.space.describe(genome))
-        self._submit(number, genome, gkey, candidate.budget, attempt=1)
+        self._submit(number, genome, gkey, candidate.budget, attempt=1, parent=candidate.parent)
+        return True
+
+    def _parent_problem(self, candidate: Any, gkey: str) -> str | None:
+        """Why ``candidate`` cannot continue its parent trial, or None when it can: the parent
+        must be a finished ok trial of the same network whose budget differs only in (fewer)
+        epochs, with its state kept on disk."""
+        try:
+            parent = self.storage.trial(candidate.parent)
+        except Exception:  # noqa: BLE001 - no such trial
+            return "no such trial"
+        if parent.status != "ok" or parent.genome_key != gkey:
+            return "it is not a finished ok trial of the same network"
+        mine = candidate.budget.to_dict()
+        theirs = dict(parent.budget)
+        if int(theirs.get("epochs", 0)) >= int(mine["epochs"]):
+            return f"it already trained {theirs.get('epochs')} epoch(s)"
+        theirs["epochs"] = mine["epochs"]
+        if theirs != mine:
+            return "its budget differs in more than epochs"
+        if not self._state_path(parent.number).is_file():
+            return "its training state was not kept (the strategy must set continues_trials)"
+        return None
 
     def _finish(self, future: Future[dict[str, Any]]) -> TrialRecord | None:
         flight = self.inflight.pop(future)
@@ -257,7 +305,7 @@ class Runner:
             if flight.attempt <= self.max_retries:
                 self.logger.warning("trial %d lost (%s); retrying", flight.number, exc)
                 self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
-                             flight.attempt + 1)
+                             flight.attempt + 1, flight.parent)
                 self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
                 return None
             result = {
@@ -272,18 +320,25 @@ class Runner:
         if result.get("retry") and flight.attempt <= self.max_retries:
             self.logger.warning("trial %d killed (%s); retrying", flight.number, result.get("error"))
             self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
-                         flight.attempt + 1)
+                         flight.attempt + 1, flight.parent)
             self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
             return None
+        return self._record(flight, result)
+
+    def _record(self, flight: _Flight, result: dict[str, Any]) -> TrialRecord:
+        """Store a finished evaluation's result as its trial and tell the strategy."""
         status = result.get("status", "failed")
         val_acc = result.get("val_acc") if status == "ok" else None
         self._store_speed(flight.genome_key, flight.budget, result)
+        metrics = dict(result.get("metrics") or {})
+        if flight.parent is not None:  # a continued trial names the trial it went on from
+            metrics.update(parent=flight.parent, kind="continue")
         record = TrialRecord(
             number=flight.number, genome_key=flight.genome_key,
             budget_key=budget_key(flight.budget.to_dict()),
             genome=self.space.genome_to_dict(flight.genome), budget=flight.budget.to_dict(),
             status=status, val_acc=val_acc, params=result.get("params"),
-            flops=result.get("flops"), metrics=result.get("metrics") or {},
+            flops=result.get("flops"), metrics=metrics,
             curve=result.get("curve") or [], error=result.get("error"),
             stderr=result.get("stderr"), worker=result.get("worker"), attempts=flight.attempt,
             checkpoint=result.get("checkpoint") if status == "ok" else None,
@@ -343,7 +398,8 @@ class Runner:
                 self.logger.info("trial %d re-queued after an interrupted run", record.number)
                 attempt = self.storage.requeue_trial(record.number)
                 self._submit(record.number, genome, record.genome_key,
-                             Budget.from_dict(record.budget), attempt=attempt)
+                             Budget.from_dict(record.budget), attempt=attempt,
+                             parent=self.storage.meta_value(f"parent:{record.number}"))
             consecutive_reuse = 0
             stop_reason = ""
             while True:
@@ -366,7 +422,10 @@ class Runner:
                 while (not stop_reason and len(self.inflight) < self.slots
                        and finished + len(self.inflight) < run_cfg.max_evals):
                     before = self.reused
-                    self._ask_one()
+                    if not self._ask_one():  # the strategy waits for a result
+                        if not self.inflight:
+                            stop_reason = "the strategy waits with nothing running"
+                        break
                     if self.reused > before:
                         consecutive_reuse += 1
                         if consecutive_reuse > 200:
@@ -413,6 +472,13 @@ class Runner:
         )
         self.logger.info("run ended: %s; %d ok, %d failed, %.1fs", stop_reason, ok, failed, wall)
         return summary
+
+
+def seed_part(budget: dict[str, Any]) -> dict[str, Any]:
+    """The part of a budget that seeds a trial's model (initial weights, batch order, data
+    subset): everything but the epoch count and the schedule's span, so a trial trained to 3
+    epochs and one continued from 1 to 3 start from the same weights and data."""
+    return {k: v for k, v in budget.items() if k not in ("epochs", "schedule_epochs")}
 
 
 def speed_note(speed: dict[str, Any] | None) -> str:

@@ -207,8 +207,17 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
             result.update(probe_speed(model, splits, budget, device, stored), status="ok")
             result["finished_at"] = time.time()
             return result
+        resume = None
+        if task.extra.get("resume_from"):  # the ``continue`` kind: go on from a parent's state
+            resume = torch.load(task.extra["resume_from"], weights_only=True)
+        save_state = task.extra.get("save_state")
         outcome = train(model, splits, budget, device=device,
-                        on_epoch=_progress_writer(task.progress_path), speed=stored)
+                        on_epoch=_progress_writer(task.progress_path), speed=stored,
+                        resume=resume, keep_state=bool(save_state))
+        if save_state and outcome.state is not None:
+            Path(save_state).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(outcome.state, save_state)
+            result["state"] = save_state
         out = outcome.to_dict()
         out["device"] = device
         result["speed"] = outcome.speed

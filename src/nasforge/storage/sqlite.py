@@ -125,6 +125,21 @@ class FinalRunRecord:
     created_at: float
 
 
+TRANSIENT_FAILURES: tuple[str, ...] = (
+    "timeout", "out-of-memory", "evaluation process killed", "evaluation process exited",
+    "evaluation lost", "final run lost",
+)
+"""Starts of the error texts (``execution.isolation`` and the runner) of failures caused by the
+circumstances of one evaluation rather than by the network."""
+
+
+def is_transient_failure(error: str | None) -> bool:
+    """Whether a failed trial's ``error`` names a failure of the circumstances (timeout,
+    out-of-memory, a killed or lost evaluation) that another attempt might not repeat."""
+    text = (error or "").strip().lower()
+    return any(text.startswith(prefix) for prefix in TRANSIENT_FAILURES)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -394,13 +409,22 @@ class StudyStorage:
         return self._row_to_trial(row)
 
     def find_finished(self, genome_key: str, budget: dict[str, Any]) -> TrialRecord | None:
-        """The earliest finished trial of this (canonical genome, budget), if any."""
-        row = self._conn.execute(
+        """The earliest finished trial of this (canonical genome, budget) whose result would
+        come out the same if it were evaluated again, if any: an ``ok`` trial, or one that
+        failed for a reason of the network itself (it cannot be built, a NaN loss, an error
+        in its code). A failure of the circumstances (a timeout, out-of-memory, a killed or
+        lost evaluation: ``is_transient_failure``) is never reused: a ``--resume`` with a
+        longer timeout or fewer workers per GPU trains that network again."""
+        rows = self._conn.execute(
             f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE genome_key = ? AND budget_key = ? "
-            "AND status IN ('ok', 'failed') ORDER BY number LIMIT 1",
+            "AND status IN ('ok', 'failed') ORDER BY number",
             (genome_key, budget_key(budget)),
-        ).fetchone()
-        return self._row_to_trial(row) if row else None
+        )
+        for row in rows:
+            trial = self._row_to_trial(row)
+            if trial.status == "ok" or not is_transient_failure(trial.error):
+                return trial
+        return None
 
     def count(self, status: str | None = None) -> int:
         """Number of trials, optionally of one status."""
@@ -472,6 +496,28 @@ class StudyStorage:
         if key in ("format", "schema_version"):
             raise StorageError(f"meta key {key!r} is reserved")
         self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
+
+    def start_run(self, provenance: dict[str, Any], settings: dict[str, Any]) -> int:
+        """Record the start of one run of the study (a new search or a ``--resume``): its
+        provenance (versions, host, commit) and run settings; returns its number (1, 2, ...).
+        Earlier runs' rows are kept (a resume never overwrites them)."""
+        number = len(self.meta_values("run:")) + 1
+        self.set_meta_value(f"run:{number:05d}", {
+            "number": number, "started_at": time.time(), "ended_at": None,
+            "stop_reason": None, "provenance": provenance, "settings": settings})
+        return number
+
+    def end_run(self, number: int, stop_reason: str) -> None:
+        """Record how run ``number`` ended."""
+        key = f"run:{number:05d}"
+        row = self.meta_value(key)
+        if row is not None:
+            row.update(ended_at=time.time(), stop_reason=stop_reason)
+            self.set_meta_value(key, row)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run of the study, oldest first (see ``start_run``)."""
+        return [v for _, v in sorted(self.meta_values("run:").items())]
 
     def speed_choices(self, key: str) -> dict[str, dict[str, Any]]:
         """Stored speed choices of one network setting (``speed.speed_key`` without the device),

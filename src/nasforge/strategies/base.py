@@ -22,10 +22,17 @@ class Problem:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What a strategy asks to evaluate: a genome under a budget."""
+    """What a strategy asks to evaluate: a genome under a budget.
+
+    ``parent`` names a finished trial to *continue* instead of training from scratch (its
+    stored checkpoint is resumed and trained on to ``budget.epochs``: successive halving's
+    promotion); the parent must be of the same network, trained under the same budget apart
+    from ``epochs``, which must be larger.
+    """
 
     genome: Any
     budget: Budget
+    parent: int | None = None
 
 
 @dataclass
@@ -73,8 +80,9 @@ class Strategy(abc.ABC):
         self.rng = random.Random(seed)
 
     @abc.abstractmethod
-    def ask(self) -> Candidate:
-        """The next candidate to evaluate."""
+    def ask(self) -> Candidate | None:
+        """The next candidate to evaluate, or None to wait: the runner asks again after the
+        next result arrives (a strategy that waits while nothing is running ends the run)."""
 
     @abc.abstractmethod
     def tell(self, observation: Observation) -> None:
