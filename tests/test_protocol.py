@@ -84,7 +84,7 @@ def test_a_strategy_waits_then_continues_the_better_trial_exactly(tmp_path) -> N
     first, second, child = trials
     parent = {t.number: t for t in (first, second)}[child.metrics["parent"]]
     assert parent.val_acc == max(first.val_acc, second.val_acc)
-    assert child.metrics["kind"] == "continue"
+    assert child.metrics["kind"] == "continue" == child.kind and child.parent == parent.number
     assert child.genome_key == parent.genome_key and child.budget["epochs"] == 3
     assert [r["epoch"] for r in child.curve] == [1, 2, 3]
     assert child.curve[0]["train_loss"] == parent.curve[0]["train_loss"]

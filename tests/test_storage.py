@@ -113,3 +113,23 @@ def test_only_failures_that_would_repeat_are_reused(tmp_path, error, reused) -> 
                                started_at=1.0, finished_at=2.0, checkpoint=None,
                                strategy_state=None)
             assert store.find_finished("g", {"epochs": 1}).number == m
+
+
+def test_best_ranks_each_network_at_the_highest_budget_it_reached(tmp_path) -> None:
+    """A network trained to 1 epoch (high accuracy) and continued to 3 (lower) is ranked by its
+    3-epoch trial; networks at a larger budget rank before those at a smaller one."""
+    with _create(tmp_path / "s.db") as store:
+        def add(key, epochs, acc):
+            n = store.add_trial(genome_key=key, genome={}, budget={"epochs": epochs},
+                                strategy_state=None)
+            store.finish_trial(n, status="ok", val_acc=acc, params=1, flops=1, metrics={},
+                               curve=[], error=None, stderr=None, worker="w", attempts=1,
+                               started_at=1.0, finished_at=2.0, checkpoint=None,
+                               strategy_state=None)
+            return n
+        a1 = add("a", 1, 0.90)
+        b1 = add("b", 1, 0.80)
+        a3 = add("a", 3, 0.70)
+        c1 = add("c", 1, 0.85)
+        assert [t.number for t in store.best(5)] == [a3, c1, b1]
+        assert a1 not in [t.number for t in store.best(5)]

@@ -21,7 +21,7 @@ SRC = str(Path(nasforge.__file__).resolve().parents[1])
 HOLDER = """
 import sys, time
 from nasforge.storage import StudyStorage
-storage = StudyStorage.open(sys.argv[1], writer=True)
+storage = StudyStorage.open(sys.argv[1], write=True)
 print("held", flush=True)
 time.sleep(120)
 """
@@ -42,7 +42,7 @@ def test_second_driver_refused_and_killed_holder_frees_the_study(tmp_path: Path)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
         with pytest.raises(StudyLockedError) as info:
-            StudyStorage.open(path, writer=True)
+            StudyStorage.open(path, write=True)
         message = str(info.value)
         assert f"process {child.pid} on host {socket.gethostname()}" in message
         assert "\n" not in message
@@ -52,7 +52,7 @@ def test_second_driver_refused_and_killed_holder_frees_the_study(tmp_path: Path)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
     assert lock_path(path).exists()  # left behind by kill -9, but no longer held
-    storage = StudyStorage.open(path, writer=True)
+    storage = StudyStorage.open(path, write=True)
     storage.close()
     assert not lock_path(path).exists()
 

@@ -117,7 +117,8 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
         )
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
-    storage = StudyStorage.open(path, writer=True)  # one driver per study: refuses a second
+    # read first (a refused resume writes nothing), as the one driver of the study
+    storage = StudyStorage.open(path, lock=True)
     stored = storage.study()
     if stored["identity_hash"] != config.identity_hash():
         changed = _diff(stored["identity"], identity)
@@ -127,7 +128,9 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
                 f"{path} belongs to another study (changed: {', '.join(changed) or 'identity'}); "
                 "it was left untouched; use --force to resume it anyway"
             )
+        storage.upgrade()
         storage.replace_identity(identity, config.identity_hash())
+    storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
     storage.update_config(config.to_dict(), provenance())
     return storage
 

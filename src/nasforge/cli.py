@@ -461,7 +461,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     preset = load_config(args.preset) if args.preset else None
     if source.suffix == ".json":
         storage_path = Path(args.storage or f"studies/train-{source.stem}.db")
-        storage = StudyStorage.open(storage_path, writer=True) if storage_path.exists() else None
+        storage = StudyStorage.open(storage_path, write=True) if storage_path.exists() else None
         if preset is not None:
             config = preset
         elif storage is not None:  # an existing study keeps its data set, space and budget
@@ -487,7 +487,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           identity_hash=config.identity_hash(),
                                           provenance=provenance())
     else:
-        storage = StudyStorage.open(source, writer=True)
+        storage = StudyStorage.open(source, write=True)
         study = storage.study()
         from nasforge.config import config_from_dict
 

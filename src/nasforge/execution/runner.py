@@ -244,7 +244,8 @@ class Runner:
             problem = self._parent_problem(candidate, gkey)
             if problem is not None:  # a strategy's mistake costs one failed trial
                 number = self.storage.add_trial(genome_key=gkey, genome=self.space.genome_to_dict(
-                    genome), budget=bdict, strategy_state=self.strategy.state_dict())
+                    genome), budget=bdict, strategy_state=self.strategy.state_dict(),
+                    kind="continue", parent=candidate.parent)
                 self._record(_Flight(number, genome, gkey, candidate.budget, 1, time.time(),
                                      parent=candidate.parent),
                              {"status": "failed", "error": f"cannot continue trial "
@@ -266,9 +267,9 @@ class Runner:
             genome=self.space.genome_to_dict(genome),
             budget=bdict,
             strategy_state=self.strategy.state_dict(),
+            kind="train" if candidate.parent is None else "continue",
+            parent=candidate.parent,
         )
-        if candidate.parent is not None:  # kept for a re-queue after a kill
-            self.storage.set_meta_value(f"parent:{number}", candidate.parent)
         self.logger.info("trial %d submitted: %s", number, self.space.describe(genome))
         self._submit(number, genome, gkey, candidate.budget, attempt=1, parent=candidate.parent)
         return True
@@ -399,7 +400,7 @@ class Runner:
                 attempt = self.storage.requeue_trial(record.number)
                 self._submit(record.number, genome, record.genome_key,
                              Budget.from_dict(record.budget), attempt=attempt,
-                             parent=self.storage.meta_value(f"parent:{record.number}"))
+                             parent=record.parent)
             consecutive_reuse = 0
             stop_reason = ""
             while True:

@@ -14,7 +14,15 @@ from nasforge.errors import StorageError
 from nasforge.storage.lock import StudyLock
 
 FORMAT = "nasforge-study"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Schema history: 1 (round 1); 2 adds a trial's ``kind`` (``train``, ``continue``, ...),
+its ``parent`` (the trial a continued one went on from) and the ``pruned`` status. A version-1
+study is read as it is, without writing; the first write (``--resume``, ``train``) or
+``nasforge study upgrade FILE`` migrates it after copying it to ``FILE.v1.bak``."""
+STATUSES: tuple[str, ...] = ("running", "ok", "failed", "pruned")
+"""``running`` (submitted, or cut short and waiting for --resume); ``ok``; ``failed`` (with its
+error); ``pruned`` (stopped early by a pruner from its intermediate values, curve kept). All but
+``running`` are final."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +41,7 @@ CREATE TABLE IF NOT EXISTS trials (
     budget_key TEXT NOT NULL,
     genome_json TEXT NOT NULL,
     budget_json TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'pruned')),
     val_acc REAL,
     params INTEGER,
     flops INTEGER,
@@ -46,7 +54,9 @@ CREATE TABLE IF NOT EXISTS trials (
     checkpoint TEXT,
     submitted_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    kind TEXT NOT NULL DEFAULT 'train',
+    parent INTEGER
 );
 CREATE INDEX IF NOT EXISTS trials_key ON trials (genome_key, budget_key);
 CREATE TABLE IF NOT EXISTS strategy_state (
@@ -95,11 +105,13 @@ class TrialRecord:
     submitted_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    kind: str = "train"
+    parent: int | None = None
 
     @property
     def finished(self) -> bool:
-        """True when the trial ended (ok or failed)."""
-        return self.status in ("ok", "failed")
+        """True when the trial ended (ok, failed or pruned)."""
+        return self.status in ("ok", "failed", "pruned")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -173,27 +185,81 @@ class StudyStorage:
         self.path = Path(path)
         self._conn = conn
         self._lock = lock
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        self.schema = int(row[0]) if row else SCHEMA_VERSION
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, path: str | Path, *, writer: bool = False) -> "StudyStorage":
-        """Open an existing study: for reading, or with ``writer=True`` as its one driver
-        (search, resume, training into it), holding its lock until :meth:`close`.
+    def open(cls, path: str | Path, *, write: bool = False,
+             lock: bool | None = None) -> "StudyStorage":
+        """Open an existing study: for reading (a version-1 study is read as it is, nothing
+        written), or with ``write`` for resuming or adding to it (a version-1 study is first
+        migrated, see ``upgrade``). Raises ``StorageError`` for a missing file, a file that is
+        not a study, or a study of a newer schema than this nasforge knows.
 
-        Raises StorageError when the file is missing or not a study, and
-        :class:`~nasforge.storage.lock.StudyLockedError` when ``writer`` and another
-        driver holds the study."""
+        ``lock`` (default: ``write``) makes this the study's one driver (search, resume,
+        training into it) until :meth:`close`: another driver holding it raises
+        :class:`~nasforge.storage.lock.StudyLockedError` naming its pid and host. Taking the
+        lock writes nothing to the study (``open_study`` reads a study to resume under it
+        before it decides to write)."""
         path = Path(path)
         if not path.is_file():
             raise StorageError(f"study {path} not found")
         _check_is_study(path)
-        lock = StudyLock.acquire(path) if writer else None
+        held = StudyLock.acquire(path) if (write if lock is None else lock) else None
         try:
-            return cls(path, cls._connect(path), lock)
+            storage = cls(path, cls._connect(path), held)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            if held is not None:
+                held.release()
             raise
+        if storage.schema > SCHEMA_VERSION:
+            storage.close()
+            raise StorageError(f"{path} was written by a newer nasforge (study schema "
+                               f"{storage.schema}; this one knows up to {SCHEMA_VERSION}); it was "
+                               "left untouched")
+        if write and storage.schema < SCHEMA_VERSION:
+            try:
+                storage.upgrade()
+            except BaseException:
+                storage.close()
+                raise
+        return storage
+
+    def upgrade(self) -> Path | None:
+        """Migrate a version-1 study to the current schema in place, after copying it to
+        ``<file>.v1.bak`` (SQLite's online backup: a consistent copy). Every trial keeps its
+        number, network key and budget key, and the study its identity, so ``--resume`` reuses
+        every stored result. Returns the backup's path, or None when nothing was to do."""
+        if self.schema >= SCHEMA_VERSION:
+            return None
+        backup = Path(f"{self.path}.v{self.schema}.bak")
+        target = sqlite3.connect(str(backup))
+        try:
+            self._conn.backup(target)
+        finally:
+            target.close()
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # DDL and copy in one transaction
+            conn.execute("ALTER TABLE trials RENAME TO trials_v1")
+            conn.execute("DROP INDEX IF EXISTS trials_key")
+            for statement in _SCHEMA.split(";"):
+                if "TABLE IF NOT EXISTS trials (" in statement or "INDEX" in statement:
+                    conn.execute(statement)
+            columns = self._TRIAL_COLUMNS_V1
+            conn.execute(f"INSERT INTO trials ({columns}) SELECT {columns} FROM trials_v1")
+            conn.execute("DROP TABLE trials_v1")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(f"cannot upgrade study {self.path}: {exc} (a copy of the "
+                               f"original is in {backup})") from None
+        self.schema = SCHEMA_VERSION
+        return backup
 
     @classmethod
     def create(
@@ -306,15 +372,23 @@ class StudyStorage:
         budget: dict[str, Any],
         strategy_state: dict[str, Any] | None,
         worker: str | None = None,
+        kind: str = "train",
+        parent: int | None = None,
     ) -> int:
-        """Insert a running trial (and the strategy state after its ask) in one transaction."""
+        """Insert a running trial (and the strategy state after its ask) in one transaction.
+        ``kind`` names its kind of work, ``parent`` the trial it continues (if any)."""
+        if self.schema < SCHEMA_VERSION:
+            raise StorageError(f"{self.path} is a schema-{self.schema} study opened for "
+                               "reading; open it with write=True to add trials")
         now = time.time()
         try:
             with self._conn:
                 cur = self._conn.execute(
                     "INSERT INTO trials (genome_key, budget_key, genome_json, budget_json, status, "
-                    "worker, attempts, submitted_at) VALUES (?, ?, ?, ?, 'running', ?, 1, ?)",
-                    (genome_key, budget_key(budget), _dumps(genome), _dumps(budget), worker, now),
+                    "worker, attempts, submitted_at, kind, parent) "
+                    "VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?)",
+                    (genome_key, budget_key(budget), _dumps(genome), _dumps(budget), worker, now,
+                     kind, parent),
                 )
                 if strategy_state is not None:
                     self._save_state(strategy_state)
@@ -381,14 +455,22 @@ class StudyStorage:
             flops=row[8], metrics=json.loads(row[9]) if row[9] else {},
             curve=json.loads(row[10]) if row[10] else [], error=row[11], stderr=row[12],
             worker=row[13], attempts=row[14], checkpoint=row[15], submitted_at=row[16],
-            started_at=row[17], finished_at=row[18],
+            started_at=row[17], finished_at=row[18], kind=row[19], parent=row[20],
         )
 
-    _TRIAL_COLUMNS = (
+    _TRIAL_COLUMNS_V1 = (
         "number, genome_key, budget_key, genome_json, budget_json, status, val_acc, params, flops, "
         "metrics_json, curve_json, error, stderr, worker, attempts, checkpoint, submitted_at, "
         "started_at, finished_at"
     )
+
+    @property
+    def _TRIAL_COLUMNS(self) -> str:  # noqa: N802 - reads like the constant it was
+        """The trial columns to select: a version-1 study has no kind or parent."""
+        if self.schema < 2:
+            return self._TRIAL_COLUMNS_V1 + ", 'train', NULL"
+        return self._TRIAL_COLUMNS_V1 + ", kind, parent"
+
 
     def trials(self, status: str | None = None) -> list[TrialRecord]:
         """All trials in submission order, optionally of one status."""
@@ -417,7 +499,7 @@ class StudyStorage:
         longer timeout or fewer workers per GPU trains that network again."""
         rows = self._conn.execute(
             f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE genome_key = ? AND budget_key = ? "
-            "AND status IN ('ok', 'failed') ORDER BY number",
+            "AND status IN ('ok', 'failed', 'pruned') ORDER BY number",
             (genome_key, budget_key(budget)),
         )
         for row in rows:
@@ -438,18 +520,29 @@ class StudyStorage:
         """Number of trials that ended, ok or failed."""
         return int(
             self._conn.execute(
-                "SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')"
+                "SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed', 'pruned')"
             ).fetchone()[0]
         )
 
     def best(self, k: int = 1) -> list[TrialRecord]:
-        """The k ok trials with the highest validation accuracy (earliest first on ties)."""
+        """The k best ok trials, ranked at the highest budget each network reached: a network
+        (canonical key) is represented by its trial of the largest budget (epochs x data
+        fraction; the latest on ties), networks that reached a larger budget rank first (the
+        incumbent of a multi-fidelity search comes from its highest rung), then by validation
+        accuracy (the earliest trial first on ties). In a study with one budget this is simply
+        the highest validation accuracy."""
         rows = self._conn.execute(
-            f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE status = 'ok' AND val_acc IS NOT NULL "
-            "ORDER BY val_acc DESC, number ASC LIMIT ?",
-            (k,),
-        )
-        return [self._row_to_trial(r) for r in rows]
+            "SELECT number, genome_key, budget_json, val_acc FROM trials "
+            "WHERE status = 'ok' AND val_acc IS NOT NULL").fetchall()
+        top: dict[str, tuple[float, int, float]] = {}
+        for number, gkey, budget_json, val_acc in rows:
+            budget = json.loads(budget_json)
+            size = float(budget.get("epochs", 1)) * float(budget.get("data_fraction", 1.0))
+            held = top.get(gkey)
+            if held is None or (size, number) > (held[0], held[1]):
+                top[gkey] = (size, number, float(val_acc))
+        order = sorted(top.values(), key=lambda v: (-v[0], -v[2], v[1]))[:max(0, k)]
+        return [self.trial(number) for _, number, _ in order]
 
     def iter_ok_genome_keys(self) -> Iterator[str]:
         """Canonical keys of the ok trials."""

@@ -1,4 +1,5 @@
-"""The ``study`` subcommand of the CLI: ``study fidelity CONFIG`` and ``study report STUDY.db``.
+"""The ``study`` subcommand of the CLI: ``study fidelity CONFIG``, ``study report STUDY.db`` and
+``study upgrade STUDY.db``.
 
 ``register(subparsers)`` adds them to the ``nasforge`` parser; handlers return an exit code and
 raise ``NasforgeError`` subclasses for user errors.
@@ -67,6 +68,22 @@ def cmd_study_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_upgrade(args: argparse.Namespace) -> int:
+    """Migrate a study file to the current schema (after a copy to FILE.v1.bak)."""
+    from nasforge.storage import StudyStorage
+    from nasforge.storage.sqlite import SCHEMA_VERSION
+
+    with StudyStorage.open(args.study, lock=True) as storage:  # not under a running driver
+        before = storage.schema
+        backup = storage.upgrade()
+    if backup is None:
+        print(f"{args.study} is already at schema {before}; nothing to do")
+    else:
+        print(f"{args.study}: schema {before} -> {SCHEMA_VERSION}; the original is kept as "
+              f"{backup}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``study fidelity`` and ``study report`` to ``subparsers``."""
     study = subparsers.add_parser("study", help="studies of search itself (fidelity of cheap "
@@ -95,3 +112,8 @@ def register(subparsers: Any) -> None:
     rep.add_argument("-o", "--output", default=None,
                      help="folder for tables and plots (default STUDY_fidelity/)")
     rep.set_defaults(func=cmd_study_report)
+
+    up = sub.add_parser("upgrade", help="migrate a study file to the current schema (reading "
+                                        "commands never write; --resume and train migrate too)")
+    up.add_argument("study", help="STUDY.db")
+    up.set_defaults(func=cmd_study_upgrade)
