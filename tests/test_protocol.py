@@ -133,3 +133,127 @@ def test_a_bad_continuation_is_one_failed_trial_told_to_the_strategy(tmp_path) -
     assert [t.status for t in trials] == ["ok", "failed"]
     assert "cannot continue trial 1" in trials[1].error
     assert len(strategy.results) == 2 and strategy.results[1].status == "failed"
+
+
+class PruneAtEpoch2:
+    """A pruner that stops every trial once it reports epoch 2 (to test the live channel)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def should_prune(self, epoch, value, history) -> bool:
+        self.seen.append((epoch, value))
+        return epoch >= 2
+
+
+@pytest.mark.timeout(120)
+def test_a_pruner_stops_a_running_trial_from_its_live_values(tmp_path) -> None:
+    from nasforge.strategies.random_search import RandomSearch
+
+    raw = tiny_config_dict(run={"max_evals": 1, "workers": 1, "keep_best": 0},
+                           budget={"epochs": 400, "width": 4, "batch_size": 32, "max_steps": 2})
+    config = config_from_dict(raw, "p")
+    space = get_space(config.space.name, **config.space.settings)
+    strategy = RandomSearch(space, config.budget, problem_for(config), 0)
+    storage = StudyStorage.create(tmp_path / "p.db", name="p", config=config.to_dict(),
+                                  identity={}, identity_hash="x", provenance={})
+    executor = ThreadPoolExecutor(1)
+    pruner = PruneAtEpoch2()
+    try:
+        runner = Runner(config=config, storage=storage, space=space, strategy=strategy,
+                        executor=executor, evaluate=IsolatedEvaluate())
+        runner.pruner = pruner  # a stand-in policy object beside the runner
+        runner.live_dir.mkdir(parents=True, exist_ok=True)
+        runner.run()
+        (trial,) = storage.trials()
+    finally:
+        executor.shutdown()
+        storage.close()
+    assert trial.status == "pruned" and "pruned after epoch" in (trial.metrics.get("reason") or "")
+    assert 2 <= len(trial.curve) < 400 and trial.val_acc == trial.curve[-1]["val_acc"]
+    assert pruner.seen[0][0] == 1 and (2, trial.curve[1]["val_acc"]) in pruner.seen
+    assert not list(runner.live_dir.iterdir())  # live files removed with the trial
+
+
+def test_median_and_halving_rules() -> None:
+    from nasforge.execution.pruners import HalvingPruner, MedianPruner, make_pruner
+
+    median = MedianPruner(warmup_epochs=1, min_trials=3)
+    history = {1: [0.5, 0.6, 0.7], 2: [0.6, 0.7, 0.8]}
+    assert not median.should_prune(1, 0.1, history)  # warm-up
+    assert median.should_prune(2, 0.65, history) and not median.should_prune(2, 0.75, history)
+    assert not median.should_prune(3, 0.0, history)  # nobody reported epoch 3 yet
+    halving = HalvingPruner(min_epochs=1, eta=3)
+    assert [e for e in range(1, 30) if halving.is_rung(e)] == [1, 3, 9, 27]
+    rung = {3: [0.9, 0.8, 0.7, 0.6, 0.5]}
+    assert not halving.should_prune(3, 0.85, rung)  # top 2 of 6
+    assert halving.should_prune(3, 0.75, rung) and not halving.should_prune(2, 0.0, rung)
+    with pytest.raises(Exception, match="known: none, median, halving"):
+        make_pruner("hyper")
+
+
+class AskTwiceThenWait(Strategy):
+    """Asks one genome twice (the second is a duplicate parked behind the first), then waits;
+    counts what it is told."""
+
+    name = "ask-twice"
+
+    def __init__(self, space, budget, problem, seed, genome=None) -> None:
+        super().__init__(space, budget, problem, seed)
+        self.genome = genome if genome is not None else self.sample_valid()
+        self.asks = 0
+        self.told: list[Observation] = []
+
+    def ask(self) -> Candidate | None:
+        if self.asks >= 2:
+            return None
+        self.asks += 1
+        return Candidate(self.genome, self.budget)
+
+    def tell(self, observation: Observation) -> None:
+        self.told.append(observation)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class NeverExecutor(ThreadPoolExecutor):
+    """Accepts tasks and never runs them (a driver killed while they run)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        return Future()
+
+
+@pytest.mark.timeout(60)
+def test_a_parked_duplicate_ask_is_answered_after_a_kill_and_resume(tmp_path) -> None:
+    raw = tiny_config_dict(run={"max_evals": 3, "workers": 2, "keep_best": 0})
+    config = config_from_dict(raw, "w")
+    space = get_space(config.space.name, **config.space.settings)
+    problem = problem_for(config)
+    first = AskTwiceThenWait(space, config.budget, problem, 0)
+    storage = StudyStorage.create(tmp_path / "w.db", name="w", config=config.to_dict(),
+                                  identity={}, identity_hash="x", provenance={})
+    runner = Runner(config=config, storage=storage, space=space, strategy=first,
+                    executor=NeverExecutor(1), evaluate=IsolatedEvaluate())
+    assert runner._ask_one() and runner._ask_one()  # trial 1 submitted, the duplicate parked
+    assert [t.status for t in storage.trials()] == ["running"]
+    storage.close()  # killed here: the parked ask was never answered
+
+    resumed = AskTwiceThenWait(space, config.budget, problem, 0, genome=first.genome)
+    resumed.asks = 2  # it asks nothing new
+    storage = StudyStorage.open(tmp_path / "w.db", write=True)
+    executor = ThreadPoolExecutor(1)
+    try:
+        Runner(config=config, storage=storage, space=space, strategy=resumed,
+               executor=executor, evaluate=IsolatedEvaluate()).run()
+        assert [t.status for t in storage.trials()] == ["ok"]
+        assert storage.meta_values("waiters:") == {}
+    finally:
+        executor.shutdown()
+        storage.close()
+    assert [o.number for o in resumed.told] == [1, 1]  # the trial and its parked duplicate

@@ -302,6 +302,9 @@ def train_final(
     stored = {} if retrain else _stored_final_runs(storage, plan.budget)
     todo = [(keys[id(g)], g) for _, g in entries for s in range(seeds)
             if (keys[id(g)], s) not in stored]
+    if todo and seconds_left is not None and seconds_left <= 0:
+        reporter.message("final: left for --resume: the time limit is reached")
+        return None
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
                           max_seconds=max_seconds, reporter=reporter)

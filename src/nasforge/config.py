@@ -78,6 +78,9 @@ class RunConfig:
     #: ``train`` (train every trial) or ``tabular:nb201`` (answer from the NAS-Bench-201 table
     #: in the driver's process; a benchmark run, see ``nasforge.execution.tabular``)
     evaluator: str = "train"
+    #: stop running trials early from their live intermediate values: None, ``median`` or
+    #: ``halving`` (``nasforge.execution.pruners``); a mapping gives settings
+    pruner: Any = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,14 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         ),
         grace_period=_typed("run", "grace_period", r.get("grace_period", 30.0), "float", source),
         evaluator=_typed("run", "evaluator", r.get("evaluator", "train"), "str", source),
+        pruner=r.get("pruner"),
     )
+    from nasforge.execution.pruners import make_pruner
+
+    try:
+        make_pruner(run.pruner)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: 'run.pruner': {exc}") from None
     if run.max_evals < 1:
         raise ConfigError(f"{source}: 'run.max_evals' must be >= 1, got {run.max_evals}")
     if run.workers < 1:

@@ -71,8 +71,9 @@ class EpochRecord:
 class TrainResult:
     """The outcome of ``train``.
 
-    ``status`` is ``"ok"`` or ``"failed"`` (with ``reason``, e.g. ``"nan loss at epoch 1 step
-    12"``). ``val_acc``/``val_loss`` are the FINAL epoch's values and ``best_val_acc`` the best
+    ``status`` is ``"ok"``, ``"failed"`` (with ``reason``, e.g. ``"nan loss at epoch 1 step
+    12"``) or ``"pruned"`` (stopped by ``train``'s ``stop``; ``val_acc`` is then the last
+    epoch's). ``val_acc``/``val_loss`` are the FINAL epoch's values and ``best_val_acc`` the best
     over epochs; on failure ``val_acc``, ``val_loss`` and ``test_acc`` are None while ``curve``
     and ``best_val_acc`` keep what the finished epochs measured. ``test_acc`` is set only by
     ``train(..., evaluate_test=True)`` on success. ``flops`` counts one forward pass on one image
@@ -270,6 +271,7 @@ def train(
     bf16_native: bool | None = None,
     resume: dict[str, Any] | None = None,
     keep_state: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` under ``budget``; validate after every epoch.
 
@@ -295,6 +297,10 @@ def train(
     1 epoch continued to 3 follows the same schedule as 3 from scratch when both set
     ``schedule_epochs=3``: the curves agree (tested to 1e-6 on CPU). ``ConfigError`` if the
     state is of another network or its epoch is not below ``budget.epochs``.
+
+    ``stop`` is asked after every epoch (after ``on_epoch``); when it says True training ends
+    with status ``"pruned"`` (a pruner's stop request), keeping the curve so far and the last
+    epoch's validation accuracy.
     """
     started = time.perf_counter()
     dev = torch.device(device)
@@ -320,7 +326,7 @@ def train(
                               threads=setting.threads)
     with applied(setting, dev):
         result = _train(model, data, resolved, evaluate_test, dev, on_epoch, started, steps,
-                        resume, keep_state)
+                        resume, keep_state, stop)
     result.speed = speed.to_dict()
     if result.state is not None:
         result.state["speed"] = result.speed
@@ -369,6 +375,7 @@ def _train(
     steps: int,
     resume: dict[str, Any] | None = None,
     keep_state: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """The training loop of ``train`` under concrete speed options (no ``auto`` left)."""
     memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
@@ -399,6 +406,7 @@ def _train(
     best_acc: float | None = None
     since_best = 0
     first_epoch = 1
+    pruned_at: int | None = None
     if resume is not None:
         try:
             model.load_state_dict(resume["model"])
@@ -477,6 +485,9 @@ def _train(
             since_best += 1
         if budget.patience is not None and since_best >= budget.patience:
             break
+        if stop is not None and epoch < budget.epochs and stop():
+            pruned_at = epoch
+            break
 
     ips = images / step_seconds if step_seconds > 0 else 0.0
     if reason is not None:
@@ -505,7 +516,9 @@ def _train(
             "best_acc": best_acc, "since_best": since_best,
         }
     return TrainResult(
-        status="ok", reason=None, val_acc=last.val_acc, val_loss=last.val_loss,
+        status="ok" if pruned_at is None else "pruned",
+        reason=None if pruned_at is None else f"pruned after epoch {pruned_at}",
+        val_acc=last.val_acc, val_loss=last.val_loss,
         best_val_acc=best_acc, test_acc=test_acc, curve=curve, params=params, flops=flops,
         train_seconds=time.perf_counter() - started, images_per_second=ips,
         epochs_run=len(curve), state=state,

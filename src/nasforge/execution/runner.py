@@ -76,6 +76,9 @@ class Reporter:
             return
         if record.status == "ok":
             msg = f"trial {record.number} ok  val acc {record.val_acc:.4f}  params {record.params}  {text}"
+        elif record.status == "pruned":
+            msg = (f"trial {record.number} pruned after epoch {len(record.curve)}  val acc "
+                   f"{record.val_acc:.4f}  {text}")
         else:
             msg = f"trial {record.number} FAILED: {record.error}"
         prefix = "\r\033[K" if self.live else ""
@@ -106,6 +109,8 @@ class _Flight:
     submitted: float
     waiters: list[Any] = field(default_factory=list)
     parent: int | None = None
+    live_seen: int = 0  # epoch records read from the live file so far
+    stop_sent: bool = False
 
 
 def study_logger(storage_path: Path) -> logging.Logger:
@@ -140,6 +145,7 @@ class Runner:
         evaluate: EvaluateFn = evaluate_task,
         reporter: Reporter | None = None,
         max_retries: int = 1,
+        prepare_task: Callable[[EvalTask, Budget], EvalTask] | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -149,6 +155,9 @@ class Runner:
         self.evaluate = evaluate
         self.reporter = reporter or Reporter(enabled=False)
         self.max_retries = max_retries
+        #: a kind of work's task maker on top of the runner's (e.g. the fidelity study adds its
+        #: fixed data subset, shared initialisation and proxies to every task)
+        self.prepare_task = prepare_task
         self.logger = study_logger(storage.path)
         self.inflight: dict[Future[dict[str, Any]], _Flight] = {}
         self._stop_requested: float | None = None
@@ -158,6 +167,15 @@ class Runner:
         # absolute, so the stored paths mean the same from any working directory
         self.weights_dir = artifacts_dir(Path(storage.path).resolve()) / "weights"
         self.slots = worker_slots(executor, config.run.workers)
+        from nasforge.execution.pruners import make_pruner
+
+        self.pruner = make_pruner(config.run.pruner)
+        self.live_dir = artifacts_dir(Path(storage.path).resolve()) / "live"
+        self.history: dict[int, list[float]] = {}  # epoch -> values of finished trials
+        if self.pruner is not None:
+            for t in storage.trials():
+                if t.status in ("ok", "pruned"):
+                    self._remember_curve(t.curve)
 
     # ------------------------------------------------------------- signals
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -188,6 +206,13 @@ class Runner:
             extra["save_state"] = str(self._state_path(number))
         if parent is not None:
             extra["resume_from"] = str(self._state_path(parent))
+        progress = None
+        if self.pruner is not None:  # the live channel: epochs out, a stop request in
+            self.live_dir.mkdir(parents=True, exist_ok=True)
+            progress = str(self.live_dir / f"trial_{number}.jsonl")
+            Path(progress).write_text("")
+            extra["stop"] = str(self.live_dir / f"trial_{number}.stop")
+            Path(extra["stop"]).unlink(missing_ok=True)
         task = EvalTask(
             trial_number=number,
             space_name=self.space.name,
@@ -199,7 +224,10 @@ class Runner:
             checkpoint_path=ckpt,
             attempt=attempt,
             extra=extra,
+            progress_path=progress,
         )
+        if self.prepare_task is not None:
+            task = self.prepare_task(task, budget)
         future = self.executor.submit(self.evaluate, task)
         self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
                                         parent=parent)
@@ -260,6 +288,11 @@ class Runner:
         for flight in self.inflight.values():
             if flight.genome_key == gkey and flight.budget == candidate.budget:
                 flight.waiters.append(genome)
+                # stored, so an ask parked here is still answered after a kill and --resume
+                self.storage.set_meta_value(
+                    f"waiters:{flight.number}",
+                    [self.space.genome_to_dict(g) for g in flight.waiters])
+                self.storage.save_strategy_state(self.strategy.state_dict())
                 self.reused += 1
                 return True
         number = self.storage.add_trial(
@@ -326,10 +359,45 @@ class Runner:
             return None
         return self._record(flight, result)
 
+    def _remember_curve(self, curve: list[dict[str, Any]]) -> None:
+        for point in curve:
+            self.history.setdefault(int(point["epoch"]), []).append(float(point["val_acc"]))
+
+    def _poll_live(self) -> None:
+        """Read new epochs of running trials and send a stop request where the pruner says so."""
+        import json
+
+        for flight in self.inflight.values():
+            if flight.stop_sent:
+                continue
+            path = self.live_dir / f"trial_{flight.number}.jsonl"
+            try:
+                lines = path.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines[flight.live_seen:]:
+                try:
+                    point = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # still being written
+                flight.live_seen += 1
+                epoch, value = int(point["epoch"]), float(point["val_acc"])
+                if self.pruner.should_prune(epoch, value, self.history):  # type: ignore[union-attr]
+                    (self.live_dir / f"trial_{flight.number}.stop").write_text(str(epoch))
+                    flight.stop_sent = True
+                    self.logger.info("trial %d: pruned at epoch %d (val acc %.4f)",
+                                     flight.number, epoch, value)
+                    break
+
     def _record(self, flight: _Flight, result: dict[str, Any]) -> TrialRecord:
         """Store a finished evaluation's result as its trial and tell the strategy."""
         status = result.get("status", "failed")
-        val_acc = result.get("val_acc") if status == "ok" else None
+        val_acc = result.get("val_acc") if status in ("ok", "pruned") else None
+        if self.pruner is not None:
+            for suffix in (".jsonl", ".stop"):
+                (self.live_dir / f"trial_{flight.number}{suffix}").unlink(missing_ok=True)
+            if status in ("ok", "pruned"):
+                self._remember_curve(result.get("curve") or [])
         self._store_speed(flight.genome_key, flight.budget, result)
         metrics = dict(result.get("metrics") or {})
         if flight.parent is not None:  # a continued trial names the trial it went on from
@@ -349,6 +417,8 @@ class Runner:
         self.strategy.tell(self._observation(record, flight.genome))
         for waiter in flight.waiters:
             self.strategy.tell(self._observation(record, waiter))
+        if flight.waiters:
+            self.storage.delete_meta_value(f"waiters:{flight.number}")
         self.storage.finish_trial(
             record.number, status=record.status, val_acc=record.val_acc, params=record.params,
             flops=record.flops, metrics=record.metrics, curve=record.curve, error=record.error,
@@ -401,6 +471,9 @@ class Runner:
                 self._submit(record.number, genome, record.genome_key,
                              Budget.from_dict(record.budget), attempt=attempt,
                              parent=record.parent)
+                parked = self.storage.meta_value(f"waiters:{record.number}") or []
+                self.inflight[next(reversed(self.inflight))].waiters = [
+                    self.space.genome_from_dict(g) for g in parked]
             consecutive_reuse = 0
             stop_reason = ""
             while True:
@@ -444,7 +517,10 @@ class Runner:
                 ):
                     stop_reason = stop_reason or "interrupted"
                     break
-                done, _ = wait(list(self.inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+                if self.pruner is not None:
+                    self._poll_live()
+                done, _ = wait(list(self.inflight), timeout=0.5 if self.pruner is None else 0.2,
+                               return_when=FIRST_COMPLETED)
                 for future in done:
                     record = self._finish(future)
                     if record is not None:

@@ -211,9 +211,11 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         if task.extra.get("resume_from"):  # the ``continue`` kind: go on from a parent's state
             resume = torch.load(task.extra["resume_from"], weights_only=True)
         save_state = task.extra.get("save_state")
+        stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
         outcome = train(model, splits, budget, device=device,
                         on_epoch=_progress_writer(task.progress_path), speed=stored,
-                        resume=resume, keep_state=bool(save_state))
+                        resume=resume, keep_state=bool(save_state),
+                        stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
         if save_state and outcome.state is not None:
             Path(save_state).parent.mkdir(parents=True, exist_ok=True)
             torch.save(outcome.state, save_state)

@@ -612,6 +612,12 @@ class StudyStorage:
         """Every run of the study, oldest first (see ``start_run``)."""
         return [v for _, v in sorted(self.meta_values("run:").items())]
 
+    def delete_meta_value(self, key: str) -> None:
+        """Remove a ``meta`` value (no error when absent)."""
+        if key in ("format", "schema_version"):
+            raise StorageError(f"meta key {key!r} is reserved")
+        self._write("DELETE FROM meta WHERE key = ?", (key,))
+
     def speed_choices(self, key: str) -> dict[str, dict[str, Any]]:
         """Stored speed choices of one network setting (``speed.speed_key`` without the device),
         by device key: ``{"cpu/x86_64/2t": {...SpeedChoice.to_dict()}}``."""

@@ -36,7 +36,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -479,34 +479,26 @@ def _init_seed(study_seed: int, gkey: str, seed_index: int) -> int:
     return model_seed(study_seed, gkey, f"fidelity-init-{seed_index}") % (2**31)
 
 
-class _FidelityRunner(Runner):
-    """The search runner, with each task carrying the fidelity extras (fixed data subset,
-    shared initialisation per reference seed, proxies on the seed-0 reference)."""
+def fidelity_task_maker(plan: Plan) -> Callable[[EvalTask, Budget], EvalTask]:
+    """The fidelity study's kind of work on the ordinary runner: each task gets the fixed data
+    subset, the initialisation shared per reference seed, and the proxies (on the seed-0
+    reference only); ``evaluate_fidelity_task`` evaluates it."""
+    cfg = plan.config
 
-    def __init__(self, *, plan: Plan, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.plan = plan
-
-    def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int) -> None:
-        cfg = self.plan.config
+    def prepare(task: EvalTask, budget: Budget) -> EvalTask:
         extra = {
+            **task.extra,
             "subset_seed": cfg.seed,
-            "init_seed": _init_seed(cfg.seed, gkey, budget.seed),
-            "proxies": list(cfg.proxies) if budget == self.plan.references[0] else [],
+            "init_seed": _init_seed(cfg.seed, task_genome_key(task), budget.seed),
+            "proxies": list(cfg.proxies) if budget == plan.references[0] else [],
             "proxy_batch": cfg.proxy_batch,
         }
-        bdict = budget.to_dict()
-        task = EvalTask(
-            trial_number=number, space_name=self.space.name,
-            space_settings=self.space.settings(), genome=self.space.genome_to_dict(genome),
-            budget=bdict, data=self._data_dict(),
-            model_seed=model_seed(self.config.seed, gkey, budget_key(bdict)),
-            checkpoint_path=None, attempt=attempt, extra=extra,
-        )
-        future = self.executor.submit(self.evaluate, task)
-        from nasforge.execution.runner import _Flight
+        return dataclasses.replace(task, checkpoint_path=None, extra=extra)
 
-        self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time())
+    def task_genome_key(task: EvalTask) -> str:
+        return genome_key(plan.space, plan.space.genome_from_dict(task.genome))
+
+    return prepare
 
 
 def evaluate_fidelity_task(task: EvalTask) -> dict[str, Any]:
@@ -610,11 +602,12 @@ def run_fidelity(
     own = executor is None
     executor = executor or make_executor(run_cfg)
     try:
-        runner = _FidelityRunner(
-            plan=plan, config=search_cfg, storage=storage, space=plan.space, strategy=strategy,
+        runner = Runner(
+            config=search_cfg, storage=storage, space=plan.space, strategy=strategy,
             executor=executor, reporter=reporter or Reporter(enabled=False),
             evaluate=IsolatedEvaluate(run_cfg.eval_timeout, run_cfg.memory_limit_mb,
                                       evaluate=evaluate_fidelity_task),
+            prepare_task=fidelity_task_maker(plan),
         )
         return runner.run()
     finally:
