@@ -64,3 +64,32 @@ def test_open_study_holds_the_study_until_closed(tmp_path: Path, tiny_config) ->
         open_study(path, tiny_config, resume=True, force=False)
     first.close()
     open_study(path, tiny_config, resume=True, force=False).close()
+
+
+def test_a_forked_child_does_not_keep_the_study_locked(tmp_path: Path) -> None:
+    from nasforge.storage import lock as lock_module
+
+    path = tmp_path / "s.db"
+    _new_study(path)
+    storage = StudyStorage.open(path, write=True)
+    held = storage._lock
+    assert held is not None and held._fd is not None
+    ready, started = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # an evaluation child forked from the driver, still running
+        os.write(started, b"1")  # (after the fork hooks)
+        signal.pause()
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"1"
+        # the driver dies (kill -9): its copy of the lock closes without an unlock
+        fd, held._fd = held._fd, None
+        lock_module._HELD_FDS.discard(fd)
+        os.close(fd)
+        StudyStorage.open(path, write=True).close()  # the live child holds no copy
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready)
+        os.close(started)
+        storage.close()

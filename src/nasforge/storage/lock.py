@@ -30,6 +30,27 @@ except ImportError:  # pragma: no cover - not on the platforms nasforge supports
     fcntl = None  # type: ignore[assignment]
 
 
+# The lock fds this process holds. A forked child (an evaluation child forked from the driver
+# by an in-process executor) would share the lock's open file description and keep the study
+# locked after a kill -9 of the driver, until the child too had gone: each child closes its
+# copies at once (closing a copy never unlocks the parent's). Process-local bookkeeping of
+# OS handles, read only by the fork hook.
+_HELD_FDS: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in list(_HELD_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
 class StudyLockedError(StorageError):
     """The study is held by another running driver."""
 
@@ -103,6 +124,7 @@ class StudyLock:
                 info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, json.dumps(info).encode(), 0)
+                _HELD_FDS.add(fd)
                 return cls(path, fd)
             os.close(fd)
         raise StorageError(f"cannot lock study {study_path}: its lock file keeps changing")
@@ -117,6 +139,7 @@ class StudyLock:
         fd, self._fd = self._fd, None
         if fd is None or fcntl is None:
             return
+        _HELD_FDS.discard(fd)
         try:
             self.path.unlink(missing_ok=True)
         except OSError:
