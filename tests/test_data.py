@@ -347,6 +347,30 @@ def test_npz_problems_are_data_errors_naming_key_and_file(tmp_path: Path) -> Non
         load_npz(tmp_path / "absent.npz")
 
 
+def test_npz_scale_is_decided_once_per_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    y = np.arange(10) % 2
+    x_train = rng.random((10, 6, 6)).astype(np.float32)  # [0, 1] floats
+    x_test = rng.random((10, 6, 6)).astype(np.float32)
+    x_test[0, 0, 0] = 1.02  # one pixel slightly above 1: was read on the 0-255 scale alone
+    bad = tmp_path / "mixed.npz"
+    np.savez(bad, x_train=x_train, y_train=y, x_test=x_test, y_test=y)
+    with pytest.raises(DataError, match=r"mixed\.npz: 'x_train' is on the \[0, 1\] scale.*"
+                                        r"'x_test' is not \(float32 up to 1\.02\)") as info:
+        load_npz(bad)
+    assert "\n" not in str(info.value)
+    byte_test = tmp_path / "bytes.npz"  # uint8 test set next to [0, 1] training floats
+    np.savez(byte_test, x_train=x_train, y_train=y, x_test=(x_train * 255).astype(np.uint8),
+             y_test=y)
+    with pytest.raises(DataError, match=r"bytes\.npz: 'x_train' .* 'x_test' is not \(uint8"):
+        load_npz(byte_test)
+    good = tmp_path / "good.npz"  # both in [0, 1]: both scaled by 255 alike
+    np.savez(good, x_train=x_train, y_train=y, x_test=np.clip(x_test, 0, 1), y_test=y)
+    ds = load_npz(good)
+    assert torch.equal(ds.x_test[1, 0], torch.from_numpy(np.rint(x_test[1] * 255).astype(np.uint8)))
+    assert int(ds.x_test[0, 0, 0, 0]) == 255
+
+
 # ------------------------------------------------------------------ synthetic & names
 def test_synthetic_is_deterministic_and_learnable() -> None:
     a, b = synthetic_dataset(seed=7), synthetic_dataset(seed=7)

@@ -15,10 +15,11 @@ from typing import Any
 
 import nasforge
 from nasforge.config import SearchConfig
-from nasforge.errors import ConfigError, GenomeError, StorageError
+from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import make_executor
 from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
+from nasforge.execution.guard import check_not_bootstrapping
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
@@ -71,6 +72,28 @@ def problem_for(config: SearchConfig) -> Problem:
     return Problem(tuple(splits.input_shape), int(splits.num_classes))  # type: ignore[arg-type]
 
 
+def check_training_images(config: SearchConfig) -> None:
+    """Refuse, before a study is written, budgets whose data fraction trains on fewer than
+    2 images (train-mode batch norm cannot normalise a single value per channel): the search
+    budget over the training split, the final budget over the whole training set.
+
+    Raises ConfigError naming the fraction and the image counts."""
+    from nasforge.data.datasets import subset_size
+
+    splits = load_splits(data_dict(config))
+    n_train = int(len(splits.train_y))
+    checks = [("budget", config.budget.data_fraction, n_train)]
+    if config.final is not None:
+        checks.append(("final.budget", config.final.budget.data_fraction,
+                       n_train + int(len(splits.val_y))))
+    for section, fraction, n in checks:
+        kept = subset_size(n, fraction)
+        if kept < 2:
+            raise ConfigError(
+                f"{section}.data_fraction {fraction} of {n} training images keeps {kept}; "
+                "training needs at least 2 (batch norm): raise the fraction")
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
@@ -94,7 +117,8 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
         )
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
-    storage = StudyStorage.open(path)  # read first: a refused resume writes nothing
+    # read first (a refused resume writes nothing), as the one driver of the study
+    storage = StudyStorage.open(path, lock=True)
     stored = storage.study()
     if stored["identity_hash"] != config.identity_hash():
         changed = _diff(stored["identity"], identity)
@@ -136,17 +160,15 @@ def pareto_trials(path: str | Path) -> list[TrialRecord]:
 
 
 def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
-    """Genomes from a study database (ok trials, best first) or a JSON file (one or a list)."""
+    """Genomes from a study database (ok trials, best first) or a genome file (one, a list
+    or JSON lines, see nasforge.spaces.genome_file)."""
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"--init-from: {path} not found")
-    if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise GenomeError(f"{path}: not valid JSON ({exc})") from None
-        items = raw if isinstance(raw, list) else [raw]
-        return [space.genome_from_dict(item) for item in items]
+    if path.suffix == ".json":  # one genome, a list, or JSON lines (`space sample --json`)
+        from nasforge.spaces.genome_file import read_genome_items
+
+        return [space.genome_from_dict(item) for item in read_genome_items(path)]
     with StudyStorage.open(path) as storage:
         return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
 
@@ -188,6 +210,10 @@ class Search:
         init_from: str | Path | None = None,
         reporter: Reporter | None = None,
     ) -> None:
+        check_not_bootstrapping()  # a script without its __main__ guard, re-run by a worker
+        if config.kind != "search":
+            raise ConfigError(f"{config.name} is a {config.kind} preset, not a search: use "
+                              f"`nasforge train GENOME.json|STUDY.db --preset {config.name}`")
         self.config = config
         self.space = get_space(config.space.name, **config.space.settings)
         self.tabular = config.run.evaluator.startswith("tabular:")
@@ -198,6 +224,7 @@ class Search:
             self.problem = Problem(*TABLE_PROBLEM)
         else:
             self.problem = problem_for(config)
+            check_training_images(config)
         settings = dict(config.strategy.settings)
         if config.objectives and "objectives" not in settings and _takes_objectives(
                 config.strategy.name):  # a multi-objective strategy gets the study's objectives

@@ -143,34 +143,47 @@ def cmd_space_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_genome(space: Any, path: str) -> Any:
-    from nasforge.errors import GenomeError
-
-    p = Path(path)
-    if not p.is_file():
-        raise GenomeError(f"genome file {path} not found")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise GenomeError(f"{path}: not valid JSON: {exc}") from None
-    if isinstance(data, dict) and "genome" in data and "schema" not in data:
-        data = data["genome"]
+def _parse_genome(space: Any, data: Any, where: str) -> Any:
     try:
         return space.genome_from_dict(data)
     except NasforgeError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _read_genome(space: Any, path: str) -> Any:
+    """The one genome of a genome file (see nasforge.spaces.genome_file)."""
+    from nasforge.spaces.genome_file import read_one_genome_item
+
+    return _parse_genome(space, read_one_genome_item(path), path)
 
 
 def cmd_space_show(args: argparse.Namespace) -> int:
+    from nasforge.config import parse_shape
+    from nasforge.spaces.genome_file import read_genome_items
+
+    space = _space_from_args(args)
+    shape = parse_shape(args.input)
+    items = read_genome_items(args.file)
+    if not items:
+        raise ConfigError(f"{args.file} holds no genome")
+    genomes = [_parse_genome(space, item, args.file if len(items) == 1 else
+                             f"{args.file} (genome {i})") for i, item in enumerate(items, 1)]
+    failed = 0
+    for i, genome in enumerate(genomes, 1):
+        if len(genomes) > 1:
+            print(f"{'' if i == 1 else chr(10)}genome {i} of {len(genomes)}:")
+        failed += _show_genome(space, genome, shape, args)
+    return 1 if failed else 0
+
+
+def _show_genome(space: Any, genome: Any, shape: tuple[int, int, int],
+                 args: argparse.Namespace) -> int:
+    """Print one genome's text form, parameters, FLOPs and key; 1 when it is invalid."""
     import torch
 
     from nasforge.evaluation.metrics import count_flops
+    from nasforge.execution.runner import genome_key
 
-    space = _space_from_args(args)
-    genome = _read_genome(space, args.file)
-    from nasforge.config import parse_shape
-
-    shape = parse_shape(args.input)
     reasons = space.validate(genome)
     try:
         print(space.describe(genome, args.width, input_shape=shape))
@@ -185,9 +198,14 @@ def cmd_space_show(args: argparse.Namespace) -> int:
         model = space.build(genome, shape, args.classes, args.width)
         with torch.no_grad():
             rows.append(("FLOPs", f"{count_flops(model, shape):,}"))
-    rows.append(("canonical key", __import__("nasforge.execution.runner", fromlist=["x"]).genome_key(space, genome)))
+    rows.append(("canonical key", genome_key(space, genome)))
     _print_table(rows)
     return 0
+
+
+def _describe_budget(budget: Any) -> str:
+    return (f"{budget.epochs} epoch(s) at width {budget.width}, data fraction "
+            f"{budget.data_fraction}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -198,10 +216,40 @@ def cmd_presets(args: argparse.Namespace) -> int:
         return 0
     for name in available_presets():
         cfg = load_config(name)
-        print(f"{name:20s} {cfg.space.name} space, {cfg.strategy.name}, {cfg.run.max_evals} trials, "
-              f"{cfg.budget.epochs} epoch(s) at width {cfg.budget.width}, "
-              f"data fraction {cfg.budget.data_fraction}")
+        final = cfg.final
+        if cfg.kind == "final-training" and final is not None:
+            print(f"{name:20s} final training (no search): {final.budget.epochs} epoch(s) at "
+                  f"width {final.budget.width}, {final.budget.optimizer}, {final.seeds} "
+                  f"seed(s); use with `nasforge train GENOME.json|STUDY.db --preset {name}`")
+            continue
+        line = (f"{name:20s} search: {cfg.space.name} space, {cfg.strategy.name}, "
+                f"{cfg.run.max_evals} trials, {_describe_budget(cfg.budget)}")
+        if final is not None:
+            line += (f"; then final training of the best {final.top}: {final.budget.epochs} "
+                     f"epoch(s) at width {final.budget.width}, {final.seeds} seed(s)")
+        print(line)
     return 0
+
+
+def default_storage(config_arg: str, config: Any) -> Path:
+    """Where ``search`` stores a study without ``--storage``: ``studies/NAME.db`` for a preset,
+    ``studies/STEM.db`` for a config file (``my.yaml`` copied from a preset keeps the preset's
+    ``name`` but must not share its study)."""
+    path = Path(config_arg)
+    is_file = config_arg.endswith((".yaml", ".yml")) or path.is_file()
+    return Path("studies") / f"{path.stem if is_file else config.name}.db"
+
+
+def _final_step_note(args: argparse.Namespace, config: Any) -> str | None:
+    """A line saying that --max-evals leaves the final step as configured, when it runs."""
+    final = config.final
+    if (getattr(args, "max_evals", None) is None or final is None or config.kind != "search"
+            or getattr(args, "no_final", False)):
+        return None  # (a final-training preset is refused by Search with its own line)
+    return (f"note: --max-evals limits the search only; the final training runs as configured "
+            f"({final.budget.epochs} epoch(s) at width {final.budget.width}, {final.seeds} "
+            f"seed(s) of the best {final.top}): --no-final skips it, --set "
+            f"final.budget.epochs=N shortens it")
 
 
 def _search_config(args: argparse.Namespace) -> Any:
@@ -228,7 +276,11 @@ def _search_config(args: argparse.Namespace) -> Any:
         overrides.insert(0, "strategy.settings={}")
     if getattr(args, "prefilter", None):
         overrides.append(f"prefilter={args.prefilter}")
-    return apply_overrides(config, overrides) if overrides else config
+    config = apply_overrides(config, overrides) if overrides else config
+    note = _final_step_note(args, config)
+    if note and not getattr(args, "quiet", False):
+        print(note)
+    return config
 
 
 def final_picks(storage: Any, config: Any) -> list[Any]:
@@ -253,7 +305,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.execution.runner import Reporter, worker_slots
 
     config = _search_config(args)
-    storage = Path(args.storage or f"studies/{config.name}.db")
+    storage = Path(args.storage or default_storage(args.config, config))
     reporter = Reporter(enabled=not args.quiet)
     started = time.time()
     search = Search(config, storage, resume=args.resume, force=args.force,
@@ -397,9 +449,16 @@ def cmd_best(args: argparse.Namespace) -> int:
                   + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
                   + (f"; constraints {', '.join(map(str, config.constraints))}"
                      if config.constraints else ""))
+        finals = storage.final_runs()
+        found = bool(best) or any(f.status == "ok" for f in finals)
+        if not best:  # one line, whatever the output format; non-zero when nothing succeeded
+            statuses = [t.status for t in storage.trials()]
+            print(f"nasforge: {args.file} has no successful trial ({len(statuses)} trial(s): "
+                  + ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running"))
+                  + ")" + ("" if found else "; nothing to show"), file=sys.stderr)
         if args.json:
             print(json.dumps([t.to_dict() for t in best], indent=1))
-            return 0
+            return 0 if found else 1
         for t in best:
             line = f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params"
             if args.pareto:
@@ -407,14 +466,13 @@ def cmd_best(args: argparse.Namespace) -> int:
                 line += "; " + ", ".join(f"{o.name} {v:g}" for o, v in zip(objectives, values))
             print(line)
             print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
-        finals = storage.final_runs()
         if finals:
             print("final trainings:")
             for f in finals:
                 acc = f"{f.test_acc:.4f}" if f.test_acc is not None else f.status
                 print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
                       f"test acc {acc}")
-    return 0
+    return 0 if found else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -533,10 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=5)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--width", type=int, default=None)
-    sample.add_argument("--json", action="store_true")
+    sample.add_argument("--json", action="store_true",
+                        help="one genome per line as JSON: a genome file for `space show`, "
+                             "`train`, `draw` and `search --init-from`")
     sample.set_defaults(func=cmd_space_sample)
-    show = space_sub.add_parser("show", help="print a genome, its parameter count and FLOPs")
-    show.add_argument("file")
+    show = space_sub.add_parser(
+        "show", help="print a genome, its parameter count and FLOPs",
+        description="Print each genome of a genome file with its parameter count and FLOPs. "
+                    "A genome file (GENOME.json) is what `nasforge space sample --json` "
+                    "writes (one genome per line; `--n 1 > GENOME.json` for one), a single "
+                    "JSON object or list, or a trial from `nasforge trials --json`.")
+    show.add_argument("file", help="GENOME.json (or - for standard input)")
     show.add_argument("--space", default="global")
     show.add_argument("--width", type=int, default=16)
     show.add_argument("--input", default="1x28x28")
@@ -552,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=cmd_presets)
 
     search = sub.add_parser("search", help="run (or resume) a search")
-    search.add_argument("config", nargs="?", default="quick", help="preset name or CONFIG.yaml")
+    search.add_argument("config", nargs="?", default="quick",
+                        help="preset name (`nasforge presets`) or CONFIG.yaml (e.g. a copy of "
+                             "`nasforge presets show quick`)")
     search.add_argument("--space", default=None)
     search.add_argument("--strategy", default=None)
     search.add_argument("--workers", type=int, default=None)
@@ -562,17 +629,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "NAS-Bench-201 CIFAR-10 table in this process: a benchmark run)")
     search.add_argument("--scheduler", default=None, help="Dask scheduler address")
     search.add_argument("--devices", default=None, help="GPU indices to use, e.g. 0,1")
-    search.add_argument("--storage", default=None, help="study file (default studies/NAME.db)")
+    search.add_argument("--storage", default=None,
+                        help="study file (default studies/NAME.db for a preset, "
+                             "studies/STEM.db for a config file: my.yaml -> studies/my.db)")
     search.add_argument("--resume", action="store_true")
     search.add_argument("--force", action="store_true", help="resume even if the study settings changed")
-    search.add_argument("--max-evals", type=int, default=None)
+    search.add_argument("--max-evals", type=int, default=None,
+                        help="trials of the search (the final training is not scaled by it)")
     search.add_argument("--time-limit", default=None, metavar="DURATION",
                         help="limit on the whole command, search and final training: seconds or "
                              "90m, 23h, 1d. No new evaluation starts after it; evaluations cut "
                              "at the limit stay running in the study, and the final step starts "
                              "only if its estimate fits in the time left; --resume continues")
     search.add_argument("--target", type=float, default=None, help="stop at this validation accuracy")
-    search.add_argument("--seed", type=int, default=None)
+    search.add_argument("--seed", type=int, default=None,
+                        help="study seed (strategy choices, network initialisation); repeatable "
+                             "with 1 worker only: with 2 or more an evolution search's proposals "
+                             "depend on which evaluation ends first")
     search.add_argument("--keep-best", type=int, default=None, help="keep weights of the best K")
     search.add_argument("--data-dir", default=None)
     search.add_argument("--init-from", default=None, help="STUDY.db or genomes.json to seed the strategy")
@@ -599,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     best.set_defaults(func=cmd_best)
 
     tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file")
-    tr.add_argument("source", help="STUDY.db or GENOME.json")
+    tr.add_argument("source", help="STUDY.db or GENOME.json (one genome, e.g. from "
+                                   "`nasforge space sample --json --n 1`)")
     sel = tr.add_mutually_exclusive_group()
     sel.add_argument("--best", action="store_true", help="the best trial (default)")
     sel.add_argument("--trial", type=int, default=None)

@@ -100,11 +100,17 @@ class FinalConfig:
     pick: str = "best"
 
 
+CONFIG_KINDS: tuple[str, ...] = ("search", "final-training")
+"""Values of a config's ``kind``."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search: the study identity plus how it runs."""
 
     name: str = "search"
+    #: strategy choices and network initialisation; a search repeats trial by trial with one
+    #: worker only (with more, proposals depend on which evaluation ends first)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     space: ComponentConfig = field(default_factory=lambda: ComponentConfig("global"))
@@ -116,6 +122,9 @@ class SearchConfig:
     #: ``nasforge.objectives``: () means the one objective val_acc (max)
     objectives: tuple[Any, ...] = ()
     constraints: tuple[Any, ...] = ()
+    #: what the config is for: ``search`` (a search, then its final step) or
+    #: ``final-training`` (only the ``final`` section is used, by ``nasforge train --preset``)
+    kind: str = "search"
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the study; changing them on resume is refused."""
@@ -158,6 +167,8 @@ class SearchConfig:
             out["objectives"] = [o.to_dict() for o in self.objectives]
         if self.constraints:
             out["constraints"] = [str(c) for c in self.constraints]
+        if self.kind != "search":
+            out["kind"] = self.kind
         if self.final is not None:
             out["final"] = {
                 "top": self.final.top,
@@ -264,8 +275,11 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     """Validate a mapping into a ``SearchConfig``; errors name the key and the source."""
     top = _check_keys(
         "", raw, {"name", "seed", "data", "space", "strategy", "budget", "run", "final", "prefilter",
-                  "objectives", "constraints"}, source
+                  "objectives", "constraints", "kind"}, source
     )
+    kind = _typed("config", "kind", top.get("kind", "search"), "str", source)
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"{source}: 'kind' must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
     name = _typed("config", "name", top.get("name", "search"), "str", source)
     seed = _typed("config", "seed", top.get("seed", 0), "int", source)
 
@@ -390,7 +404,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     return SearchConfig(
         name=name, seed=seed, data=data, space=space, strategy=strategy, budget=budget,
         run=run, final=final, prefilter=prefilter, objectives=objectives,
-        constraints=constraints,
+        constraints=constraints, kind=kind,
     )
 
 

@@ -183,15 +183,19 @@ class DataSplits:
         )
 
     def subset_train(self, fraction: float, seed: int) -> DataSplits:
-        """A stratified ``fraction`` of the training part; validation and test are untouched."""
+        """A stratified ``fraction`` of the training part; validation and test are untouched.
+
+        Raises ConfigError when the fraction keeps fewer than 2 images (batch norm cannot
+        train on one)."""
         if fraction == 1.0:
             return self
         if not 0.0 < fraction < 1.0:
             raise ConfigError(f"training data fraction must be in (0, 1], got {fraction!r}")
         keep = stratified_subset(self.train_y, fraction, seed)
-        if len(keep) == 0:
+        if len(keep) < 2:  # batch norm cannot train on one image
             raise ConfigError(
-                f"training data fraction {fraction} of {len(self.train_y)} images keeps none"
+                f"budget.data_fraction {fraction} of {len(self.train_y)} training images keeps "
+                f"{len(keep)}; training needs at least 2 (batch norm): raise the fraction"
             )
         return dataclasses.replace(self, train_x=self.train_x[keep], train_y=self.train_y[keep])
 
@@ -274,19 +278,33 @@ def stratified_split_indices(
     return kept, held
 
 
+def subset_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training images a stratified ``fraction`` keeps (``round(f * n)``,
+    all of them at 1.0): what :meth:`DataSplits.subset_train` returns, without the data."""
+    return n if float(fraction) >= 1.0 else min(n, int(round(float(fraction) * n)))
+
+
 def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """Sorted indices of a stratified ``round(fraction * n)``-item subset of ``y``."""
     return stratified_split_indices(y, fraction, seed)[1]
 
 
 def split_validation(ds: ImageDataset, val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
-    """Hold a seeded stratified ``val_fraction`` of the training set out for validation."""
+    """Hold a seeded stratified ``val_fraction`` of the training set out for validation.
+
+    Raises ConfigError when either part is empty or fewer than 2 images are left to train on
+    (batch norm cannot train on one)."""
     if not 0.0 < float(val_fraction) < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     train_idx, val_idx = stratified_split_indices(ds.y_train, val_fraction, seed)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise ConfigError(
             f"val_fraction {val_fraction} of {len(ds.y_train)} training images leaves an empty part"
+        )
+    if len(train_idx) < 2:  # batch norm cannot train on one image
+        raise ConfigError(
+            f"val_fraction {val_fraction} of {len(ds.y_train)} training images leaves "
+            f"{len(train_idx)} to train on; training needs at least 2 (batch norm)"
         )
     return DataSplits(
         name=ds.name,
@@ -665,23 +683,53 @@ def verify_fashion_mnist(data_dir: str | Path | None = None) -> DataCheckReport:
 
 
 # ------------------------------------------------------------------ .npz files
-def _npz_images(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
-    """``arr`` as uint8, range checked."""
-    if arr.dtype == np.uint8:
-        return arr
+def _npz_range(path: Path, key: str, arr: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of an image array after checking its dtype and range; None when empty."""
     if arr.dtype == np.bool_ or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
         raise DataError(f"{path}: '{key}' has dtype {arr.dtype}; images must be uint8 or float")
     if arr.size == 0:
-        return arr.astype(np.uint8)
+        return None
     lo, hi = float(arr.min()), float(arr.max())
     if math.isnan(lo) or math.isnan(hi) or lo < 0.0 or hi > 255.0:
         raise DataError(
             f"{path}: '{key}' values span [{lo}, {hi}]; images must be in [0, 1] or [0, 255]"
         )
-    if np.issubdtype(arr.dtype, np.floating) and hi <= 1.0:
-        arr = arr * 255.0
+    return lo, hi
+
+
+def _npz_scale(path: Path, arrays: dict[str, np.ndarray]) -> float:
+    """The one factor that brings every image array of the file to [0, 255]: 255 when all
+    of them are floats in [0, 1], else 1 (integers are always read as 0..255).
+
+    The scale is decided once for the whole file: reading each array at its own scale would
+    turn a test set whose floats reach 1.02 into a nearly black one next to a [0, 1] training
+    set. Arrays that disagree (floats in [0, 1] next to values above 1 or integers) raise a
+    DataError naming the file and the arrays."""
+    unit: dict[str, float] = {}
+    byte: dict[str, float] = {}
+    for key, arr in arrays.items():
+        span = _npz_range(path, key, arr)
+        if span is None:
+            continue
+        floats = np.issubdtype(arr.dtype, np.floating)
+        (unit if floats and span[1] <= 1.0 else byte)[key] = span[1]
+    if unit and byte:
+        u, b = sorted(unit)[0], sorted(byte)[0]
+        raise DataError(
+            f"{path}: '{u}' is on the [0, 1] scale (floats up to {unit[u]:g}) but '{b}' is "
+            f"not ({arrays[b].dtype} up to {byte[b]:g}); all images of one file must share one "
+            "scale, [0, 1] floats or [0, 255]: rescale or clip one of them")
+    return 255.0 if unit else 1.0
+
+
+def _npz_images(arr: np.ndarray, scale: float) -> np.ndarray:
+    """``arr`` (range already checked by :func:`_npz_scale`) times ``scale``, as uint8."""
+    if arr.dtype == np.uint8:
+        return arr
+    if scale != 1.0:
+        arr = arr * scale
     return np.rint(arr).astype(np.uint8)
 
 
@@ -726,7 +774,8 @@ def _npz_labels(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
 def load_npz(path: str | Path) -> ImageDataset:
     """An image data set from an ``.npz`` holding ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
-    Images are uint8, or float in [0, 1] or [0, 255]; laid out N,H,W (grey), N,H,W,C or N,C,H,W.
+    Images are uint8, or float in [0, 1] or [0, 255], one scale for the whole file (arrays
+    whose ranges disagree are refused); laid out N,H,W (grey), N,H,W,C or N,C,H,W.
     Labels are any integers, remapped to 0..K-1 in sorted order (K from the training labels);
     an optional ``class_names`` array names them. Mean/std come from the training images.
     """
@@ -751,8 +800,9 @@ def load_npz(path: str | Path) -> ImageDataset:
             names_arr = npz["class_names"] if "class_names" in npz.files else None
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{p}: cannot read its arrays ({exc})") from None
-    x_train = _npz_images(p, "x_train", raw["x_train"])
-    x_test = _npz_images(p, "x_test", raw["x_test"])
+    scale = _npz_scale(p, {"x_train": raw["x_train"], "x_test": raw["x_test"]})
+    x_train = _npz_images(raw["x_train"], scale)
+    x_test = _npz_images(raw["x_test"], scale)
     channels_last = _channels_last(x_train.shape) if x_train.ndim == 4 else None
     x_train = _npz_layout(p, "x_train", x_train, channels_last)
     x_test = _npz_layout(p, "x_test", x_test, channels_last)

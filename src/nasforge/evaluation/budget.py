@@ -72,6 +72,9 @@ class Budget:
             raise ConfigError(f"budget.data_fraction must be in (0, 1], got {self.data_fraction!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"budget.batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size < 2:  # train-mode batch norm on a 1x1 map needs two values
+            raise ConfigError("budget.batch_size must be at least 2: batch norm cannot train on "
+                              "a batch of one image")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"

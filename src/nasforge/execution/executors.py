@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from nasforge.config import RunConfig
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.execution.guard import broken_pool_hint
 from nasforge.execution.isolation import die_with_parent
 from nasforge.registry import Registry
 from nasforge.execution.devices import (
@@ -143,12 +144,18 @@ class _LocalExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         with self._lock:
             try:
-                return self._pool.submit(fn, *args, **kwargs)
+                future = self._pool.submit(fn, *args, **kwargs)
             except BrokenProcessPool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
+                # no worker got past start-up (the counter counts initialised workers) under
+                # a user's script: it lacks its __main__ guard; a new pool would die alike
+                hint = broken_pool_hint(self._counter.value)
+                if hint is not None:
+                    raise hint from None
                 self._pool = self._new_pool()
                 self.restarts += 1
-                return self._pool.submit(fn, *args, **kwargs)
+                future = self._pool.submit(fn, *args, **kwargs)
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -173,7 +173,16 @@ def genome_from_source(
     if path.suffix.lower() == ".json":
         if trial is not None:
             raise ConfigError("--trial applies to a study database, not a genome file")
-        data = _read_json(path)
+        from nasforge.spaces.genome_file import read_genome_items
+
+        items = read_genome_items(path)
+        data = _read_json(path) if len(items) == 1 else None
+        if len(items) != 1:  # JSON lines or a list, as `space sample --json` writes
+            if len(items) > 1:
+                raise GenomeError(f"{path} holds {len(items)} genomes; draw takes one")
+            raise GenomeError(f"{path} holds no genome")
+        if isinstance(data, list):
+            data = data[0]
         space_cfg: dict[str, Any] = {"name": space_name or "global", "settings": {}}
         if isinstance(data, dict) and "genome" in data and "schema" not in data:
             if isinstance(data.get("space"), dict) and space_name is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nasforge.errors import StorageError
+from nasforge.storage.lock import StudyLock
 
 FORMAT = "nasforge-study"
 SCHEMA_VERSION = 2
@@ -179,31 +180,50 @@ def _check_is_study(path: Path) -> None:
 class StudyStorage:
     """The study database: study row, trials, strategy state and final runs."""
 
-    def __init__(self, path: str | Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: str | Path, conn: sqlite3.Connection,
+                 lock: StudyLock | None = None) -> None:
         self.path = Path(path)
         self._conn = conn
+        self._lock = lock
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         self.schema = int(row[0]) if row else SCHEMA_VERSION
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, path: str | Path, *, write: bool = False) -> "StudyStorage":
+    def open(cls, path: str | Path, *, write: bool = False,
+             lock: bool | None = None) -> "StudyStorage":
         """Open an existing study: for reading (a version-1 study is read as it is, nothing
         written), or with ``write`` for resuming or adding to it (a version-1 study is first
         migrated, see ``upgrade``). Raises ``StorageError`` for a missing file, a file that is
-        not a study, or a study of a newer schema than this nasforge knows."""
+        not a study, or a study of a newer schema than this nasforge knows.
+
+        ``lock`` (default: ``write``) makes this the study's one driver (search, resume,
+        training into it) until :meth:`close`: another driver holding it raises
+        :class:`~nasforge.storage.lock.StudyLockedError` naming its pid and host. Taking the
+        lock writes nothing to the study (``open_study`` reads a study to resume under it
+        before it decides to write)."""
         path = Path(path)
         if not path.is_file():
             raise StorageError(f"study {path} not found")
         _check_is_study(path)
-        storage = cls(path, cls._connect(path))
+        held = StudyLock.acquire(path) if (write if lock is None else lock) else None
+        try:
+            storage = cls(path, cls._connect(path), held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
         if storage.schema > SCHEMA_VERSION:
             storage.close()
             raise StorageError(f"{path} was written by a newer nasforge (study schema "
                                f"{storage.schema}; this one knows up to {SCHEMA_VERSION}); it was "
                                "left untouched")
         if write and storage.schema < SCHEMA_VERSION:
-            storage.upgrade()
+            try:
+                storage.upgrade()
+            except BaseException:
+                storage.close()
+                raise
         return storage
 
     def upgrade(self) -> Path | None:
@@ -252,21 +272,32 @@ class StudyStorage:
         identity_hash: str,
         provenance: dict[str, Any],
     ) -> "StudyStorage":
-        """Create a new study file; an existing file is refused."""
+        """Create a new study file, held by this driver (its lock) until :meth:`close`;
+        an existing file is refused (StorageError), as is a study another driver is
+        creating (StudyLockedError)."""
         path = Path(path)
         if path.exists():
             raise StorageError(f"{path} already exists; use --resume to continue it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(path)
-        with conn:
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            conn.execute(
-                "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
-                (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance), time.time()),
-            )
-        return cls(path, conn)
+        lock = StudyLock.acquire(path)
+        try:
+            if path.exists():  # created by another driver meanwhile
+                raise StorageError(f"{path} already exists; use --resume to continue it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = cls._connect(path)
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute(
+                    "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance),
+                     time.time()),
+                )
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, conn, lock)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -280,8 +311,12 @@ class StudyStorage:
         return conn
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection and give back the study's lock when this driver holds it."""
+        try:
+            self._conn.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "StudyStorage":
         return self

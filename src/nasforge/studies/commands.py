@@ -73,7 +73,7 @@ def cmd_study_upgrade(args: argparse.Namespace) -> int:
     from nasforge.storage import StudyStorage
     from nasforge.storage.sqlite import SCHEMA_VERSION
 
-    with StudyStorage.open(args.study) as storage:
+    with StudyStorage.open(args.study, lock=True) as storage:  # not under a running driver
         before = storage.schema
         backup = storage.upgrade()
     if backup is None:
