@@ -199,3 +199,15 @@ def test_a_search_with_the_tabular_evaluator_answers_from_the_table(tmp_path, ta
                  "--storage", str(tmp_path / "g.db")]) == 2
     assert "answers the nb201 space only" in capsys.readouterr().err
     assert not (tmp_path / "g.db").exists()
+
+
+@needs_table
+def test_space_show_prints_a_cells_table_value(capsys, table) -> None:
+    cell = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert main(["space", "show", "--space", "nb201", cell, "--table",
+                 "--input", "3x32x32"]) == 0
+    out = capsys.readouterr().out
+    assert f"{table.lookup(parse_nb201(cell)):.2f}%" in out and "table test accuracy" in out
+    assert main(["space", "show", "--space", "nb201", "|bogus~0|+|none~0|none~1|+|none~0|"
+                 "none~1|none~2|", "--table"]) == 2
+    assert "bogus" in capsys.readouterr().err

@@ -163,11 +163,14 @@ def cmd_space_show(args: argparse.Namespace) -> int:
 
     space = _space_from_args(args)
     shape = parse_shape(args.input)
-    items = read_genome_items(args.file)
-    if not items:
-        raise ConfigError(f"{args.file} holds no genome")
-    genomes = [_parse_genome(space, item, args.file if len(items) == 1 else
-                             f"{args.file} (genome {i})") for i, item in enumerate(items, 1)]
+    if hasattr(space, "parse") and not Path(args.file).exists() and args.file != "-":
+        genomes = [space.parse(args.file)]  # a cell in its text form, e.g. an NB201 string
+    else:
+        items = read_genome_items(args.file)
+        if not items:
+            raise ConfigError(f"{args.file} holds no genome")
+        genomes = [_parse_genome(space, item, args.file if len(items) == 1 else
+                                 f"{args.file} (genome {i})") for i, item in enumerate(items, 1)]
     failed = 0
     for i, genome in enumerate(genomes, 1):
         if len(genomes) > 1:
@@ -199,6 +202,12 @@ def _show_genome(space: Any, genome: Any, shape: tuple[int, int, int],
         with torch.no_grad():
             rows.append(("FLOPs", f"{count_flops(model, shape):,}"))
     rows.append(("canonical key", genome_key(space, genome)))
+    if getattr(args, "table", False):  # the NAS-Bench-201 table's value of this exact cell
+        if space.name != "nb201":
+            raise ConfigError("--table answers nb201 cells only (the NAS-Bench-201 table)")
+        from nasforge.benchmarks.commands import table_rows
+
+        rows += table_rows(genome)
     _print_table(rows)
     return 0
 
@@ -601,7 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "A genome file (GENOME.json) is what `nasforge space sample --json` "
                     "writes (one genome per line; `--n 1 > GENOME.json` for one), a single "
                     "JSON object or list, or a trial from `nasforge trials --json`.")
-    show.add_argument("file", help="GENOME.json (or - for standard input)")
+    show.add_argument("file", help="GENOME.json (or - for standard input), or a cell's text "
+                                   "form for spaces that have one (nb201: its string)")
+    show.add_argument("--table", action="store_true",
+                      help="nb201: also print the cell's NAS-Bench-201 CIFAR-10 table value")
     show.add_argument("--space", default="global")
     show.add_argument("--width", type=int, default=16)
     show.add_argument("--input", default="1x28x28")
