@@ -31,6 +31,7 @@ from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, 
 from nasforge.strategies.decisions import to_decisions
 from nasforge.strategies.population import (
     NEAT_DISABLED_STAYS, Proposals, check_crossover, check_float, check_int, crossover,
+    population_ask,
 )
 
 MODES: tuple[str, ...] = ("steady", "generational")
@@ -114,15 +115,7 @@ class GeneticAlgorithm(Strategy):
 
     # ------------------------------------------------------------------ ask
     def ask(self) -> Candidate:
-        if self._seeds:
-            self.initial_asked = min(self.initial_asked + 1, self.population_size)
-            genome = self._seeds.pop(0)
-            self.proposals.keys.add(genome_key(self.space, genome))
-            return Candidate(genome, self.budget)
-        if self.initial_asked < self.population_size or len(self.members) < 2:
-            self.initial_asked += 1
-            return Candidate(self.proposals.novel(self.sample_valid), self.budget)
-        return Candidate(self.proposals.novel(self._offspring), self.budget)
+        return population_ask(self)
 
     def _offspring(self) -> Any:
         pool = self._breeding_pool()

@@ -19,7 +19,7 @@ from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 from nasforge.strategies.pareto import DIRECTIONS, rank_and_crowding
 from nasforge.strategies.population import (
-    Proposals, check_crossover, check_float, check_int, crossover,
+    Proposals, check_crossover, check_float, check_int, crossover, population_ask,
 )
 
 MODES: tuple[str, ...] = ("steady", "generational")
@@ -113,15 +113,7 @@ class NSGA2(Strategy):
 
     # ------------------------------------------------------------------ ask
     def ask(self) -> Candidate:
-        if self._seeds:
-            self.initial_asked = min(self.initial_asked + 1, self.population_size)
-            genome = self._seeds.pop(0)
-            self.proposals.keys.add(genome_key(self.space, genome))
-            return Candidate(genome, self.budget)
-        if self.initial_asked < self.population_size or len(self.members) < 2:
-            self.initial_asked += 1
-            return Candidate(self.proposals.novel(self.sample_valid), self.budget)
-        return Candidate(self.proposals.novel(self._offspring), self.budget)
+        return population_ask(self)
 
     def _ranking(self) -> tuple[list[int], list[float]]:
         if self._ranked is None:

@@ -85,3 +85,18 @@ def crossover(strategy: Strategy, fitter: Any, other: Any, rng: random.Random,
 def propose(strategy: Strategy, genome: Any) -> Candidate:
     """The candidate for ``genome`` under the strategy's budget."""
     return Candidate(genome, strategy.budget)
+
+
+def population_ask(strategy: Any) -> Candidate:
+    """The ask of a population strategy (genetic, nsga2): warm-start genomes first, then random
+    samples until the population is filled (``initial_asked`` counts them), then offspring
+    (``strategy._offspring``); ``strategy.proposals`` redraws networks already proposed."""
+    if strategy._seeds:
+        strategy.initial_asked = min(strategy.initial_asked + 1, strategy.population_size)
+        genome = strategy._seeds.pop(0)
+        strategy.proposals.keys.add(genome_key(strategy.space, genome))
+        return Candidate(genome, strategy.budget)
+    if strategy.initial_asked < strategy.population_size or len(strategy.members) < 2:
+        strategy.initial_asked += 1
+        return Candidate(strategy.proposals.novel(strategy.sample_valid), strategy.budget)
+    return Candidate(strategy.proposals.novel(strategy._offspring), strategy.budget)
