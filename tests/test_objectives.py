@@ -87,3 +87,19 @@ def test_latency_is_measured_only_when_asked_and_the_first_objective_drives_fitn
     plain.close()
     with StudyStorage.open(tmp_path / "p.db") as store:
         assert "latency_ms" not in store.trials()[0].metrics
+
+
+def test_nsga2_is_refused_in_a_single_objective_study_and_takes_a_studys_objectives(tmp_path) -> None:
+    from nasforge.api import Search
+
+    single = config_from_dict(tiny_config_dict(strategy={"name": "nsga2", "settings": {}}), "s")
+    with pytest.raises(ConfigError, match="needs a multi-objective study"):
+        Search(single, tmp_path / "s.db")
+    assert not (tmp_path / "s.db").exists()
+    multi = config_from_dict(tiny_config_dict(strategy={"name": "nsga2", "settings": {}},
+                                              objectives=["val_acc:max", "flops:min"]), "m")
+    search = Search(multi, tmp_path / "m.db")
+    try:
+        assert search.strategy.objectives == [("val_acc", "max"), ("flops", "min")]
+    finally:
+        search.close()

@@ -226,8 +226,12 @@ class Search:
             self.problem = problem_for(config)
             check_training_images(config)
         settings = dict(config.strategy.settings)
-        if config.objectives and "objectives" not in settings and _takes_objectives(
-                config.strategy.name):  # a multi-objective strategy gets the study's objectives
+        if "objectives" not in settings and _takes_objectives(config.strategy.name):
+            if len(config.objectives) < 2:  # a multi-objective strategy needs such a study
+                raise ConfigError(
+                    f"strategy {config.strategy.name!r} needs a multi-objective study: add e.g. "
+                    "objectives: [{name: val_acc, direction: max}, {name: params, direction: "
+                    "min}] to the config")
             settings["objectives"] = [[o.name, o.direction] for o in config.objectives]
         self.strategy: Strategy = get_strategy(
             config.strategy.name, self.space, config.budget, self.problem, config.seed,
