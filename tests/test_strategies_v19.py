@@ -215,6 +215,8 @@ def test_search_and_resume_on_the_table(name: str, tmp_path, capsys) -> None:
             "--storage", str(db), "--strategy", name]
     if name in ("genetic", "nsga2"):
         args += ["--set", "strategy.settings={population: 8}"]
+    if name == "nsga2":  # a multi-objective strategy needs a multi-objective study
+        args += ["--set", "objectives=[val_acc:max, params:min]"]
     assert main(args + ["--max-evals", "20"]) == 0
     with StudyStorage.open(db) as store:
         state = store.strategy_state()
