@@ -531,13 +531,15 @@ class StudyStorage:
         incumbent of a multi-fidelity search comes from its highest rung), then by validation
         accuracy (the earliest trial first on ties). In a study with one budget this is simply
         the highest validation accuracy."""
+        # the budget's size is read by SQLite's JSON functions: the runner calls this in its
+        # loop, and parsing every trial's budget in Python there grows with the study
         rows = self._conn.execute(
-            "SELECT number, genome_key, budget_json, val_acc FROM trials "
+            "SELECT number, genome_key, COALESCE(json_extract(budget_json, '$.epochs'), 1) * "
+            "COALESCE(json_extract(budget_json, '$.data_fraction'), 1.0), val_acc FROM trials "
             "WHERE status = 'ok' AND val_acc IS NOT NULL").fetchall()
         top: dict[str, tuple[float, int, float]] = {}
-        for number, gkey, budget_json, val_acc in rows:
-            budget = json.loads(budget_json)
-            size = float(budget.get("epochs", 1)) * float(budget.get("data_fraction", 1.0))
+        for number, gkey, size, val_acc in rows:
+            size = float(size)
             held = top.get(gkey)
             if held is None or (size, number) > (held[0], held[1]):
                 top[gkey] = (size, number, float(val_acc))
