@@ -13,10 +13,10 @@ bandwidth factor 3, minimum bandwidth 1e-3.
 
 Encoding: a space with the ``decisions`` capability (the cell spaces) is encoded as its
 decision sequence, each step a categorical variable over the step's choices
-(:func:`nasforge.strategies.decisions.step_vocabulary`). Bandwidths: statsmodels'
-``normal_reference`` rule (hpbandster's choice), clipped to [1e-3, (c - 1) / c] for a step of
-c choices: above (c - 1) / c the Aitchison-Aitken kernel would weigh the other choices more
-than the datum's own (hpbandster clips only from below). A step with one choice is left out.
+(:func:`nasforge.strategies.decisions.step_vocabulary`); a step with one choice is left out.
+Bandwidths: the normal-reference rule on each step's one-hot variance, clipped to
+[1e-3, (c - 1) / c] for c choices (:func:`categorical_bandwidths`; hpbandster applies the
+rule to the integer codes, which flattens every categorical kernel), handed to statsmodels.
 
 A space without decisions (the global space) gets **mutation-based proposals** instead of a
 density model: with probability 2/3 a mutation of a network drawn from the top 15% of the same
@@ -55,7 +55,25 @@ MIN_BANDWIDTH = 1e-3
 """Falkner et al. (2018), Section 3.1, and the defaults of the authors' hpbandster code."""
 
 
-def _kde(data: np.ndarray) -> Any:
+def categorical_bandwidths(data: np.ndarray, levels: np.ndarray, min_bandwidth: float
+                           ) -> np.ndarray:
+    """Aitchison-Aitken bandwidths for ``data`` [n, d] of choice indices (``levels[j]``
+    choices in column j): the normal-reference rule ``1.06 * sigma * n**(-1 / (d + 4))`` with
+    sigma**2 the variance of the column's one-hot code (its Gini impurity, 1 - sum p_k**2),
+    clipped to [min_bandwidth, (c - 1) / c]. Uniform data gets nearly the uniform kernel,
+    concentrated data a peaked one. (The rule on the raw integer codes, which hpbandster
+    uses, measures the spread of arbitrary numbers: it is near or above (c - 1) / c for any
+    data here, so every kernel would be flat.)"""
+    n, d = data.shape
+    sigma = np.empty(d)
+    for j in range(d):
+        _, counts = np.unique(data[:, j], return_counts=True)
+        sigma[j] = math.sqrt(max(0.0, 1.0 - float(np.sum((counts / n) ** 2))))
+    bw = 1.06 * sigma * n ** (-1.0 / (d + 4))
+    return np.clip(bw, min_bandwidth, (levels - 1) / levels)
+
+
+def _kde(data: np.ndarray, bandwidths: np.ndarray) -> Any:
     """statsmodels' KDEMultivariate with unordered kernels on ``data`` [n, d] (n > d)."""
     try:
         from statsmodels.nonparametric.kernel_density import KDEMultivariate
@@ -64,7 +82,7 @@ def _kde(data: np.ndarray) -> Any:
                           ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return KDEMultivariate(data=data, var_type="u" * data.shape[1], bw="normal_reference")
+        return KDEMultivariate(data=data, var_type="u" * data.shape[1], bw=bandwidths)
 
 
 @register_strategy("bohb")
@@ -146,10 +164,10 @@ class BOHB(Hyperband):
                 if len(rows) <= self.dimensions():
                     self._cache[key] = None
                     return None
-                kde = _kde(np.asarray(rows, dtype=float))
+                data = np.asarray(rows, dtype=float)
                 levels = np.array([len(self.vocab[j]) for j in self.steps], dtype=float)
-                kde.bw = np.clip(kde.bw, self.min_bandwidth, (levels - 1) / levels)
-                fitted.append(kde)
+                fitted.append(_kde(data, categorical_bandwidths(data, levels,
+                                                                self.min_bandwidth)))
             self._cache[key] = (level, fitted[0], fitted[1])
         return self._cache[key]
 
