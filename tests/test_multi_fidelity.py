@@ -377,3 +377,27 @@ def test_state_is_json_and_restores_the_next_asks() -> None:
             f = rng.random()
             a.tell(Observation(number, ca.genome, ca.budget, "ok", f))
             b.tell(Observation(number, cb.genome, cb.budget, "ok", f))
+
+
+def test_report_shows_rungs_brackets_and_promotions(tmp_path) -> None:
+    from nasforge.report.html import _rungs_section, load_snapshot
+    from nasforge.report.rungs import rungs_section
+
+    storage = _run(tmp_path, "rep", None)
+    strategy = get_strategy("hyperband", get_space("nb201"), Budget(epochs=9), PROBLEM, 0,
+                            iterations=1)
+    storage.set_meta_value("multi_fidelity", strategy.schedule())  # as Search stores it
+    storage.close()
+    html = rungs_section(tmp_path / "rep.db")
+    assert "Rungs and brackets" in html and "9/3/1" in html and "5/1" in html
+    # trial 13 continued the best of trials 10-12 at 9 epochs
+    with StudyStorage.open(tmp_path / "rep.db") as s:
+        child = s.trial(13)
+    assert f"trial {child.parent} (" in html and "trial 13 (" in html
+    assert "3 ep -&gt; 9 ep" in html or "3 ep -> 9 ep" in html
+    # the report renders it (the whole page draws plots for seconds: the section alone here)
+    assert _rungs_section(load_snapshot(tmp_path / "rep.db")) == html
+    plain = StudyStorage.create(tmp_path / "plain.db", name="plain", config={}, identity={},
+                                identity_hash="x", provenance={})
+    plain.close()
+    assert rungs_section(tmp_path / "plain.db") == ""  # not a multi-fidelity study
