@@ -401,3 +401,10 @@ def test_report_shows_rungs_brackets_and_promotions(tmp_path) -> None:
                                 identity_hash="x", provenance={})
     plain.close()
     assert rungs_section(tmp_path / "plain.db") == ""  # not a multi-fidelity study
+
+
+def test_bench_refuses_a_multi_fidelity_strategy_in_one_line() -> None:
+    from nasforge.benchmarks.bench import run_strategy
+
+    with pytest.raises(ConfigError, match="benchmarks/multi_fidelity.py"):
+        run_strategy("hyperband", get_space("nb201"), table=None, evals=3, seeds=[0])
