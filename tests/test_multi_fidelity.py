@@ -408,3 +408,11 @@ def test_bench_refuses_a_multi_fidelity_strategy_in_one_line() -> None:
 
     with pytest.raises(ConfigError, match="benchmarks/multi_fidelity.py"):
         run_strategy("hyperband", get_space("nb201"), table=None, evals=3, seeds=[0])
+
+
+def test_the_prefilter_refuses_a_multi_fidelity_strategy() -> None:
+    from nasforge.strategies.prefilter import PrefilterStrategy
+
+    inner = get_strategy("hyperband", get_space("nb201"), Budget(epochs=9), PROBLEM, 0)
+    with pytest.raises(ConfigError, match="cannot wrap 'hyperband' on several budgets"):
+        PrefilterStrategy(inner, "params:3:1", (None, None))
