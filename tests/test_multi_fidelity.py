@@ -324,7 +324,6 @@ def test_kill_in_a_bracket_and_resume(tmp_path, kill_at) -> None:
 @pytest.mark.timeout(120)
 def test_search_stores_brackets_and_a_promoted_curve_continues_its_parent(tmp_path) -> None:
     from nasforge.api import Search
-    from nasforge.execution.isolation import IsolatedEvaluate  # noqa: F401 (used by Search)
 
     raw = tiny_config_dict(
         strategy={"name": "hyperband", "settings": {"iterations": 1}},
