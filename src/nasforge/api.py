@@ -254,6 +254,17 @@ class Search:
         elif warm is not None:
             self.strategy.warm_start(warm)
         self.reporter = reporter or Reporter(enabled=False)
+        self._announce_schedule()
+
+    def _announce_schedule(self) -> None:
+        """A multi-fidelity strategy's budget levels and bracket sizes: printed before the
+        run and stored in the study's meta under ``multi_fidelity`` (read by the report)."""
+        schedule = getattr(self.strategy, "schedule", None)
+        if schedule is None or not callable(getattr(self.strategy, "describe_schedule", None)):
+            return
+        self.storage.set_meta_value("multi_fidelity", schedule())
+        for line in self.strategy.describe_schedule():  # type: ignore[attr-defined]
+            self.reporter.message(line)
 
     def run(self, executor: Executor | None = None) -> RunSummary:
         """Run the search to its stopping criterion."""

@@ -85,6 +85,9 @@ class PrefilterStrategy(Strategy):
     def __init__(self, inner: Strategy, spec: str | PrefilterSpec, batch: tuple[Any, Any],
                  seed: int = 0) -> None:
         super().__init__(inner.space, inner.budget, inner.problem, seed)
+        if len(getattr(inner, "ladder", ())) > 1:  # hyperband, asha, bohb on several budgets
+            raise ConfigError(f"the pre-filter cannot wrap {inner.name!r} on several budgets: "
+                              "it drops asks, and a rung waits for all of its results")
         self.inner = inner
         self.spec = parse_prefilter(spec)
         self.batch = batch
