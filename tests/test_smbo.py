@@ -50,6 +50,8 @@ def test_acquisition_functions() -> None:
         acquisition_scores("pi", mean, std, 0.5, rng)
     with pytest.raises(ConfigError, match="predictor must be one of"):
         make(predictor="xgboost")
+    with pytest.raises(ConfigError, match="unknown setting 'epoch'"):  # at once, not mid-search
+        make(predictor_settings={"epoch": 5})
 
 
 @pytest.mark.parametrize("acquisition", ["thompson", "ei", "ucb"])

@@ -97,8 +97,12 @@ class SMBO(Strategy):
         if initial < 2 or min(batch, candidates, parents) < 1 or batch > candidates:
             raise ConfigError("smbo: need initial >= 2, batch, candidates, parents >= 1 and "
                               "batch <= candidates")
+        from nasforge.predictors.models import PREDICTORS
+
         self.predictor_name = predictor
         self.predictor_settings = dict(predictor_settings or {})
+        # a misspelt setting is refused now, not at the first fit in the middle of a search
+        PREDICTORS.check_settings(predictor, seed=0, **self.predictor_settings)
         self.acquisition = acquisition
         self.initial, self.batch, self.n_candidates, self.parents = (initial, batch, candidates,
                                                                      parents)
@@ -147,12 +151,17 @@ class SMBO(Strategy):
 
     def _fit(self, count: int, fit_seed: int) -> Any:
         """The predictor fitted on the first ``count`` successful results with ``fit_seed``."""
-        from nasforge.predictors import encode_all, make_predictor
+        from nasforge.predictors import make_predictor
 
-        genomes = [g for g, _ in self.observed[:count]]
-        y = np.array([f for _, f in self.observed[:count]])
+        rows, y = [], []
+        for genome, fitness in self.observed[:count]:
+            try:
+                rows.append(np.asarray(self.encoder(genome), dtype=np.float32))
+            except GenomeError:  # e.g. a warm-start genome beyond this space's limits
+                continue
+            y.append(fitness)
         model = make_predictor(self.predictor_name, seed=fit_seed, **self.predictor_settings)
-        return model.fit(encode_all(self.encoder, genomes), y)
+        return model.fit(np.stack(rows), np.array(y))
 
     def _candidates(self) -> list[Any]:
         """Up to ``candidates`` networks not proposed before: mutations of the best results,
