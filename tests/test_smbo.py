@@ -87,8 +87,8 @@ def test_smbo_beats_random_search_on_the_table() -> None:
     from nasforge.benchmarks.nb201_table import load_table
 
     table, space, seeds = load_table(), get_space("nb201"), [0, 1, 2, 3, 4]
-    rand = run_strategy("random", space, table, 60, seeds)
-    smbo = run_strategy("smbo", space, table, 60, seeds, {"predictor": "gp"})
+    rand = run_strategy("random", space, table, 50, seeds)
+    smbo = run_strategy("smbo", space, table, 50, seeds, {"predictor": "gp"})
     assert smbo.best[:, -1].mean() > rand.best[:, -1].mean()
 
 
@@ -101,16 +101,16 @@ def test_a_killed_and_resumed_search_asks_what_an_uninterrupted_one_asks(tmp_pat
     def args(db: str) -> list[str]:
         return ["search", "quick", "--space", "nb201", "--evaluator", "tabular:nb201",
                 "--storage", str(tmp_path / db), "--strategy", "smbo", "--workers", "1",
-                "--set", "strategy.settings={predictor: gp, initial: 5, batch: 5}"]
+                "--set", "strategy.settings={predictor: gp, initial: 4, batch: 4}"]
 
-    assert main(args("a.db") + ["--max-evals", "17"]) == 0  # stops inside the third batch
-    assert main(args("a.db") + ["--max-evals", "30", "--resume"]) == 0
-    assert main(args("b.db") + ["--max-evals", "30"]) == 0
+    assert main(args("a.db") + ["--max-evals", "14"]) == 0  # stops inside the third batch
+    assert main(args("a.db") + ["--max-evals", "22", "--resume"]) == 0
+    assert main(args("b.db") + ["--max-evals", "22"]) == 0
     capsys.readouterr()
     genomes = []
     for db in ("a.db", "b.db"):
         with StudyStorage.open(tmp_path / db) as store:
             trials = store.trials()
-            assert len(trials) == 30 and all(t.status == "ok" for t in trials)
+            assert len(trials) == 22 and all(t.status == "ok" for t in trials)
             genomes.append([json.dumps(t.genome, sort_keys=True) for t in trials])
     assert genomes[0] == genomes[1]
