@@ -10,6 +10,7 @@ from nasforge.strategies import hyperband as _hyperband  # noqa: F401  (register
 from nasforge.strategies import nsga2 as _nsga2  # noqa: F401  (registers)
 from nasforge.strategies import random_search as _random  # noqa: F401  (registers)
 from nasforge.strategies import reinforce as _reinforce  # noqa: F401  (registers)
+from nasforge.strategies import smbo as _smbo  # noqa: F401  (registers)
 from nasforge.strategies.base import (
     Candidate,
     Observation,
