@@ -415,10 +415,16 @@ class StudyStorage:
         finished_at: float,
         checkpoint: str | None,
         strategy_state: dict[str, Any] | None,
+        genome: dict[str, Any] | None = None,
     ) -> None:
-        """Mark a trial ok or failed with its results (and the strategy state after its tell)."""
+        """Mark a trial ok or failed with its results (and the strategy state after its tell).
+        ``genome``: the genome the trial's work produced, stored in place of the submitted one
+        (a ``supernet`` trial's discretised cell); None keeps it."""
         try:
             with self._conn:
+                if genome is not None:
+                    self._conn.execute("UPDATE trials SET genome_json = ? WHERE number = ?",
+                                       (_dumps(genome), number))
                 self._conn.execute(
                     "UPDATE trials SET status = ?, val_acc = ?, params = ?, flops = ?, "
                     "metrics_json = ?, curve_json = ?, error = ?, stderr = ?, worker = ?, "
