@@ -7,6 +7,7 @@ from nasforge.oneshot.search import (
     SupernetSettings,
     evaluate_supernet,
     finite_difference_hvp,
+    fit_supernet,
     search_supernet,
     settings_from,
 )
@@ -15,5 +16,5 @@ from nasforge.oneshot.supernet import DartsSupernet, NB201Supernet, build_supern
 __all__ = [
     "DartsSupernet", "NB201Supernet", "SupernetDiverged", "SupernetSettings", "build_supernet",
     "count_skips", "discretise", "discretise_darts", "discretise_nb201", "evaluate_supernet",
-    "finite_difference_hvp", "search_supernet", "settings_from",
+    "finite_difference_hvp", "fit_supernet", "search_supernet", "settings_from",
 ]

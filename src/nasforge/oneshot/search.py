@@ -188,30 +188,28 @@ class SearchOutcome:
     seconds: float
 
 
-def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
-                    y: torch.Tensor, num_classes: int, *, width: int, epochs: int,
-                    batch_size: int, settings: SupernetSettings, seed: int,
-                    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t.float(),
-                    max_steps: int | None = None,
-                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                    device: str = "cpu") -> SearchOutcome:
-    """Search a supernet of ``space_name`` on training images ``x`` [N, C, H, W] and labels
-    ``y`` [N] (N >= 4): a seeded half for the weights, the other for the architecture.
+def fit_supernet(model: Supernet, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+                 batch_size: int, settings: SupernetSettings, seed: int,
+                 prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t.float(),
+                 max_steps: int | None = None,
+                 after_epoch: Callable[[int, float], bool] | None = None,
+                 device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Train ``model``'s weights and architecture parameters in turn on images ``x``
+    [N, C, H, W] and labels ``y`` [N] (N >= 4): a seeded half of them for the weights, the
+    other half for the architecture (one architecture step, then one weight step).
 
     ``prepare`` turns a batch of ``x`` into the network's float input (normalisation);
-    ``max_steps`` caps steps per epoch. Raises SupernetDiverged on a NaN or infinite loss,
+    ``max_steps`` caps steps per epoch; ``after_epoch(epoch, mean weight loss)`` runs after
+    each epoch (1-based) and returns True to stop. Returns the (weight, architecture) index
+    halves of ``x``. Raises SupernetDiverged on a NaN or infinite loss or parameter,
     ConfigError for bad sizes."""
-    started = time.time()
     if len(y) < 4:
         raise ConfigError(f"a supernet search needs at least 4 training images, got {len(y)}")
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     perm = torch.randperm(len(y), generator=gen)
     half = len(y) // 2
     w_idx, a_idx = perm[:half], perm[half:]
     dev = torch.device(device)
-    model = build_supernet(space_name, tuple(x.shape[1:]), num_classes, width, settings.cells,
-                           operations, settings.method).to(dev)
     w_opt = torch.optim.SGD(model.weight_parameters(), lr=settings.w_lr,
                             momentum=settings.w_momentum, weight_decay=settings.w_weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, epochs, eta_min=settings.w_lr_min)
@@ -221,15 +219,11 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
     steps = max(1, half // batch)
     if max_steps is not None:
         steps = min(steps, max_steps)
-    eval_idx = a_idx if settings.eval_images <= 0 else a_idx[:settings.eval_images]
-    history: list[dict[str, Any]] = []
-    chosen, stopped, acc = None, False, 0.0
 
     def get(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return prepare(x[idx].to(dev)), y[idx].to(dev)
 
     for epoch in range(epochs):
-        epoch_started = time.time()
         if settings.method == "gumbel":
             span = max(1, epochs - 1)
             model.tau = settings.tau_max - (settings.tau_max - settings.tau_min) * epoch / span
@@ -240,7 +234,8 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
         loss_sum = 0.0
         for step in range(steps):
             train_batch = get(w_order[step * batch:(step + 1) * batch])
-            arch_batch = get(a_order[(step * batch) % max(1, len(a_order) - batch + 1):][:batch])
+            start = (step * batch) % max(1, len(a_order) - batch + 1)
+            arch_batch = get(a_order[start:start + batch])
             where = f"at epoch {epoch + 1}, step {step + 1}"
             a_opt.zero_grad(set_to_none=True)
             if settings.order == 2:
@@ -258,40 +253,75 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
             loss = F.cross_entropy(model(train_batch[0]), train_batch[1])
             _finite(loss, where)
             loss.backward()
-            for a in model.arch_parameters():  # weights' step only
+            for a in model.arch_parameters():  # the weights' step only
                 a.grad = None
             nn.utils.clip_grad_norm_(model.weight_parameters(), settings.grad_clip)
             w_opt.step()
             loss_sum += float(loss.detach())
         sched.step()
-        alphas = model.alphas()
-        for a in alphas.values():
-            if not torch.isfinite(a).all():
+        for a in model.arch_parameters():
+            if not torch.isfinite(a.detach()).all():
                 raise SupernetDiverged(f"non-finite architecture parameters after epoch "
                                        f"{epoch + 1}")
+        if after_epoch is not None and after_epoch(epoch + 1, loss_sum / steps):
+            break
+    return w_idx, a_idx
+
+
+def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
+                    y: torch.Tensor, num_classes: int, *, width: int, epochs: int,
+                    batch_size: int, settings: SupernetSettings, seed: int,
+                    prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t.float(),
+                    max_steps: int | None = None,
+                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                    device: str = "cpu") -> SearchOutcome:
+    """Build the supernet of ``space_name`` (stem width ``width``), :func:`fit_supernet` it on
+    ``x``, ``y`` and discretise it after every epoch; ``on_epoch`` gets each epoch's record
+    (epoch, supernet accuracy on the architecture half, cell, skips, softmax of the alphas).
+    Stops early per ``settings.max_skips``. Raises as :func:`fit_supernet`."""
+    started = time.time()
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model = build_supernet(space_name, tuple(x.shape[1:]), num_classes, width, settings.cells,
+                           operations, settings.method).to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    a_half = torch.randperm(len(y), generator=gen)[len(y) // 2:]  # fit_supernet's split
+    eval_idx = a_half if settings.eval_images <= 0 else a_half[:settings.eval_images]
+    history: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"chosen": None, "stopped": False, "acc": 0.0,
+                             "clock": time.time()}
+
+    def after_epoch(epoch: int, loss: float) -> bool:
+        alphas = model.alphas()
         genome = discretise(space_name, alphas, operations, settings.exclude_none)
         skips = count_skips(genome)
-        acc = _accuracy(model, x[eval_idx], y[eval_idx],
-                        lambda t: prepare(t.to(dev)), max(batch, 256))
+        state["acc"] = _accuracy(model, x[eval_idx], y[eval_idx],
+                                 lambda t: prepare(t.to(dev)), max(batch_size, 256))
         record = {
-            "epoch": epoch + 1, "val_acc": acc, "train_loss": loss_sum / steps,
+            "epoch": epoch, "val_acc": state["acc"], "train_loss": loss,
             "cell": cell_text(genome), "skips": skips,
             "alphas": {k: [[round(float(p), 5) for p in row] for row in torch.softmax(v, -1)]
                        for k, v in alphas.items()},
-            "seconds": time.time() - epoch_started,
+            "seconds": time.time() - state["clock"],
         }
         if settings.method == "gumbel":
             record["tau"] = model.tau
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        state["clock"] = time.time()
         if settings.max_skips is not None and skips > settings.max_skips:
-            stopped = True
-            if chosen is None:
-                chosen = genome
-            break
-        chosen = genome
-    return SearchOutcome(genome=chosen, history=history, supernet_acc=acc, stopped_early=stopped,
+            state["stopped"] = True
+            state["chosen"] = state["chosen"] or genome
+            return True
+        state["chosen"] = genome
+        return False
+
+    fit_supernet(model, x, y, epochs=epochs, batch_size=batch_size, settings=settings,
+                 seed=seed, prepare=prepare, max_steps=max_steps, after_epoch=after_epoch,
+                 device=device)
+    return SearchOutcome(genome=state["chosen"], history=history, supernet_acc=state["acc"],
+                         stopped_early=state["stopped"],
                          params=sum(p.numel() for p in model.weight_parameters()),
                          seconds=time.time() - started)
 
