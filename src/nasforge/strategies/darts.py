@@ -100,13 +100,14 @@ class OneShotStrategy(Strategy):
             self.found.append(observation.genome)
 
     def state_dict(self) -> dict[str, Any]:
-        """The search count and the cells waiting to be asked."""
-        return {**super().state_dict(), "searches": self.searches,
+        """The seed, the search count and the cells waiting to be asked."""
+        return {**super().state_dict(), "seed": self.seed, "searches": self.searches,
                 "found": [self.space.genome_to_dict(g) for g in self.found]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s state."""
         super().load_state_dict(state)
+        self.seed = int(state.get("seed", self.seed))
         self.searches = int(state.get("searches", 0))
         self.found = [self.space.genome_from_dict(g) for g in state.get("found", [])]
 
