@@ -24,8 +24,8 @@ keeps parameter-free ops from winning merely by being trained in every step. DAR
 stop on skip connections (``max_skips``, see :mod:`nasforge.oneshot.search`) is offered for
 all three.
 
-Settings: ``cells`` (supernet cells: per stage for nb201, published 5; in all for darts,
-published 8), ``epochs``, ``batch_size``, ``width``, ``data_fraction``, ``max_steps`` (the
+Settings: ``cells`` (supernet cells: per stage for nb201, default the space's N, published
+5; in all for darts, default 8 as published, or the space's cell count where smaller), ``epochs``, ``batch_size``, ``width``, ``data_fraction``, ``max_steps`` (the
 supernet's budget where it differs from the study's; published search: 50 epochs, batch 64,
 C=16), ``max_skips``, ``exclude_none`` (nb201 discretisation), ``train_found`` (default
 true), ``supernet`` (any other :class:`~nasforge.oneshot.search.SupernetSettings` field, e.g.
@@ -46,6 +46,16 @@ from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, 
 PUBLISHED_CELLS = {"nb201": 5, "darts": 8}
 """Supernet cells as published: N=5 per stage (NAS-Bench-201's DARTS/GDAS runs), 8 in all
 (DARTS, Sec. 3.1.1)."""
+
+def _default_cells(space: SearchSpace) -> int:
+    """Supernet cells where the settings name none: the nb201 space's N; for darts the
+    published search's 8, or the space's cell count where smaller."""
+    cells = getattr(space, "cells", None)
+    if space.name == "nb201" and isinstance(cells, int):
+        return cells
+    published = PUBLISHED_CELLS.get(space.name, 1)
+    return min(published, cells) if isinstance(cells, int) else published
+
 
 _BUDGET_KEYS = ("epochs", "batch_size", "width", "data_fraction", "max_steps")
 
@@ -75,7 +85,7 @@ class OneShotStrategy(Strategy):
                                   "not inside 'supernet'")
         settings = settings_from({
             **extra, "method": self.method, "order": self.order,
-            "cells": cells if cells is not None else PUBLISHED_CELLS.get(space.name, 1),
+            "cells": cells if cells is not None else _default_cells(space),
             "max_skips": max_skips, "exclude_none": bool(exclude_none),
         })
         self.settings = settings.to_dict()
