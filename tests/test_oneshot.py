@@ -184,6 +184,8 @@ def test_a_supernet_trial_stores_its_cell_history_and_hands_the_cell_on(tmp_path
         first, second = store.trials()
     assert (first.kind, second.kind) == ("supernet", "train")
     assert first.genome == second.genome  # the found cell, trained as an ordinary network
+    assert first.genome_key == second.genome_key  # its canonical key (final runs, exports)
+    assert second.val_acc is not None and second.metrics.get("kind") != "supernet"
     m = first.metrics
     assert len(m["alpha_history"]) == 2 and len(m["skips_per_epoch"]) == 2
     assert len(m["alpha_history"][0]["cell"]) == 6

@@ -488,6 +488,7 @@ class Runner:
             if status == "ok" and result.get("genome") is not None:
                 flight.genome = self.space.genome_from_dict(result["genome"])
                 found = self.space.genome_to_dict(flight.genome)
+                flight.genome_key = genome_key(self.space, flight.genome)
         if self.pruner is not None:
             for suffix in (".jsonl", ".stop"):
                 (self.live_dir / f"trial_{flight.number}{suffix}").unlink(missing_ok=True)
@@ -520,7 +521,7 @@ class Runner:
             stderr=record.stderr, worker=record.worker, attempts=record.attempts,
             started_at=record.started_at, finished_at=record.finished_at,
             checkpoint=record.checkpoint, strategy_state=self.strategy.state_dict(),
-            genome=found,
+            genome=found, genome_key=flight.genome_key if found is not None else None,
         )
         if status == "ok":
             self.logger.info("trial %d ok val_acc=%.4f params=%s", record.number, val_acc or 0.0,
