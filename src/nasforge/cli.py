@@ -25,7 +25,7 @@ BUDGET_FLAGS: dict[str, tuple[type, str]] = {
     "lr": (float, "learning rate (default per optimizer)"),
     "weight_decay": (float, "weight decay"),
     "schedule": (str, "none | cosine"),
-    "augment": (str, "none | flip | flip+erase"),
+    "augment": (str, "none | flip | flip+erase | cutout | flip+cutout"),
     "precision": (str, "auto | fp32 | bf16 | fp16 | tf32 (auto: the fastest, measured on the "
                        "real network; bf16 only where the hardware has it)"),
     "width": (int, "base channel count C"),

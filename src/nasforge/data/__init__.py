@@ -6,6 +6,7 @@ from __future__ import annotations
 from nasforge.data.augment import (
     AUGMENT_MODES,
     augment_batch,
+    cutout,
     random_erasing,
     random_horizontal_flip,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "FileCheck",
     "ImageDataset",
     "augment_batch",
+    "cutout",
     "default_cache_dir",
     "load_dataset",
     "load_fashion_mnist",

@@ -176,6 +176,12 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         "attempt": task.attempt,
     }
     try:
+        if task.extra.get("kind") == "supernet":  # one-shot search (nasforge.oneshot)
+            from nasforge.oneshot.search import evaluate_supernet
+
+            result.update(evaluate_supernet(task))
+            result["finished_at"] = time.time()
+            return result
         import torch
 
         from nasforge.evaluation.budget import Budget

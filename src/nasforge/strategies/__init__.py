@@ -3,6 +3,7 @@
 from nasforge.strategies import aco as _aco  # noqa: F401  (registers)
 from nasforge.strategies import asha as _asha  # noqa: F401  (registers)
 from nasforge.strategies import bohb as _bohb  # noqa: F401  (registers)
+from nasforge.strategies import darts as _darts  # noqa: F401  (registers)
 from nasforge.strategies import evolution as _evolution  # noqa: F401  (registers)
 from nasforge.strategies import fixed_list as _fixed_list  # noqa: F401  (registers)
 from nasforge.strategies import genetic as _genetic  # noqa: F401  (registers)

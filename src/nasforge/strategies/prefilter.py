@@ -177,6 +177,9 @@ def wrap_strategy(strategy: Strategy, spec: str | PrefilterSpec | None, data: An
     """
     if not spec:
         return strategy
+    if "supernet" in strategy.requires:  # its asks are searches, not networks to score
+        raise ConfigError(f"strategy {strategy.name!r} searches a supernet; a pre-filter "
+                          "(--prefilter) has no networks of it to score: drop it")
     parsed = parse_prefilter(spec)
     splits = data
     if isinstance(data, dict):
