@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -72,11 +73,32 @@ def test_ranks_from_env_reads_launchers() -> None:
     assert ranks_from_env({}) is None
 
 
-@pytest.mark.timeout(90)
-def test_two_ranks_match_one_process(rank_env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def three_launches() -> list[list[Any]]:
+    """Three launches in a row (the tiny net without batch norm, the batch-norm broadcast,
+    an all-reduce): one set of processes shared by the tests below, to keep CI short."""
+    env = {**os.environ, TIMEOUT_ENV: "5",
+           "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)}
+    env.pop(FAULT_ENV, None)
+    return [launch(target, args, 2, env=env)
+            for target, args in (("ddp_targets:train_ranks", (False,)),
+                                 ("ddp_targets:bn_sync", ()), ("ddp_targets:hello", ()))]
+
+
+@pytest.mark.timeout(150)
+def test_three_launches_in_a_row_exit_cleanly(three_launches: list[list[Any]]) -> None:
+    for ends in three_launches:
+        for end in ends:
+            assert end.code == 0 and not end.killed, end.output
+            low = end.output.lower()
+            assert "abort" not in low and "terminate called" not in low, end.output
+    assert [e.value for e in three_launches[2]] == [{"status": "ok", "sum": 3.0, "world": 2}] * 2
+
+
+def test_two_ranks_match_one_process(three_launches: list[list[Any]]) -> None:
     import ddp_targets as T
 
-    ends = launch("ddp_targets:train_ranks", (False,), 2, env=rank_env)
+    ends = three_launches[0]
     assert first_failure(ends, 5) is None, [e.output for e in ends]
     r0, r1 = ends[0].value, ends[1].value
     assert r0["steps"] == 2  # 2 epochs of 10 steps: 20 optimizer steps
@@ -89,9 +111,8 @@ def test_two_ranks_match_one_process(rank_env: dict[str, str]) -> None:
     assert not torch.allclose(initial["3.weight"], r0["params"]["3.weight"])  # it trained
 
 
-@pytest.mark.timeout(90)
-def test_batch_norm_statistics_are_rank_zeros(rank_env: dict[str, str]) -> None:
-    ends = launch("ddp_targets:bn_sync", (), 2, env=rank_env)
+def test_batch_norm_statistics_are_rank_zeros(three_launches: list[list[Any]]) -> None:
+    ends = three_launches[1]
     assert first_failure(ends, 5) is None, [e.output for e in ends]
     before = ends[0].value["before"]
     mean = "1.running_mean"
@@ -144,12 +165,55 @@ def test_hung_rank_ends_the_group_within_the_timeout(rank_env: dict[str, str]) -
     assert _children() <= before
 
 
-@pytest.mark.timeout(120)
-def test_three_launches_in_a_row_exit_cleanly(rank_env: dict[str, str]) -> None:
-    for _ in range(3):
-        ends = launch("ddp_targets:hello", (), 2, env=rank_env)
-        for end in ends:
-            assert end.code == 0 and not end.killed, end.output
-            assert end.value == {"status": "ok", "sum": 3.0, "world": 2}
-            low = end.output.lower()
-            assert "abort" not in low and "terminate called" not in low, end.output
+@pytest.mark.timeout(150)
+def test_search_with_a_failing_data_parallel_trial_goes_on(
+        rank_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import tiny_config_dict
+
+    from nasforge.api import Search
+    from nasforge.config import config_from_dict
+
+    monkeypatch.setenv(FAULT_ENV, "1:2:exit")  # every trial's rank 1 dies at its second step
+    cfg = config_from_dict(tiny_config_dict(run={"workers": 1, "max_evals": 2,
+                                                 "devices_per_trial": 2}), "t")
+    search = Search(cfg, tmp_path / "s.db")
+    try:
+        summary = search.run()
+        trials = search.storage.trials()
+    finally:
+        search.close()
+    assert summary.stop_reason != "interrupted"
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.status == "failed"
+        assert "data-parallel rank 1 of 2 exited with code 3" in (trial.error or ""), trial.error
+
+
+@pytest.mark.timeout(150)
+def test_train_command_with_two_processes(rank_env: dict[str, str], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from nasforge.cli import main
+    from nasforge.storage import StudyStorage
+
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(
+        "name: tiny\nkind: final-training\ndata: {dataset: synthetic, val_fraction: 0.2}\n"
+        "space: {name: global, settings: {max_nodes: 6, head: gap}}\n"
+        "final: {top: 1, seeds: 1, budget: {epochs: 2, width: 4, batch_size: 32, "
+        "optimizer: sgd, lr: 0.05, threads: 1, precision: fp32, channels_last: false}}\n")
+    genome = tmp_path / "g.json"
+    assert main(["space", "sample", "--json", "--n", "1", "--width", "4", "--seed", "1"]) == 0
+    genome.write_text(capsys.readouterr().out)
+    db = tmp_path / "t.db"
+    assert main(["train", str(genome), "--preset", str(preset), "--nproc", "2",
+                 "--storage", str(db)]) == 0
+    assert "test acc" in capsys.readouterr().out
+    storage = StudyStorage.open(db)
+    try:
+        runs = storage.final_runs()
+    finally:
+        storage.close()
+    assert len(runs) == 1 and runs[0].status == "ok"
+    assert json.loads(json.dumps(runs[0].metrics))["nproc"] == 2
