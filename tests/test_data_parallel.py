@@ -217,3 +217,28 @@ def test_train_command_with_two_processes(rank_env: dict[str, str], tmp_path: Pa
         storage.close()
     assert len(runs) == 1 and runs[0].status == "ok"
     assert json.loads(json.dumps(runs[0].metrics))["nproc"] == 2
+
+
+def test_devices_per_trial_groups_gpus_and_is_checked() -> None:
+    from conftest import tiny_config_dict
+
+    from nasforge.config import config_from_dict
+    from nasforge.errors import ConfigError
+    from nasforge.execution.devices import device_for_worker
+
+    gpus = ["0", "1", "2", "3"]
+    assert [device_for_worker(i, available=gpus, per_worker=2) for i in range(3)] == [
+        "0,1", "2,3", "0,1"]
+    assert device_for_worker(1, available=gpus) == "1"
+    assert device_for_worker(0, available=[], per_worker=2) is None
+    cfg = config_from_dict(tiny_config_dict(run={"devices_per_trial": 2}), "t")
+    assert cfg.run.devices_per_trial == 2
+    with pytest.raises(ConfigError, match="devices_per_trial"):
+        config_from_dict(tiny_config_dict(run={"devices_per_trial": 0}), "t")
+
+
+def test_data_parallel_evaluate_needs_a_process() -> None:
+    from nasforge.execution.data_parallel import DataParallelEvaluate
+
+    with pytest.raises(Exception, match=">= 1"):
+        DataParallelEvaluate(0)

@@ -244,8 +244,15 @@ def _loop(model: nn.Module, data: DataSplits, budget: Budget, evaluate_test: boo
         model.to(memory_format=torch.channels_last)
     params = count_params(model)
     flops = count_flops(model, data.input_shape)
+    # no buffer broadcast before every forward (rank 0's buffers are broadcast before each
+    # evaluation instead); torch >= 2.13 names the switch forward_sync_buffers
+    import inspect
+
+    no_sync = ("forward_sync_buffers"
+               if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+               else "broadcast_buffers")
     ddp = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                  broadcast_buffers=False)
+                                  **{no_sync: False})
     train_x, train_y = data.train_x.to(dev), data.train_y.to(dev)
     val_x, val_y = data.val_x.to(dev), data.val_y.to(dev)
     normalize = Normalizer(data.mean, data.std, dev)

@@ -300,6 +300,17 @@ def evaluate_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
     return result
 
 
+def ping(ctx: RankContext) -> dict[str, Any]:
+    """A rank's smallest job: all-reduce its rank + 1 (a check that the group works; the sum
+    over N ranks is N(N+1)/2)."""
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([float(ctx.rank + 1)], device=ctx.device)
+    dist.all_reduce(value)
+    return {"status": "ok", "sum": float(value.item()), "world": ctx.world, "device": ctx.device}
+
+
 def _rank_device(local_rank: int, world_on_node: int) -> str:
     """``cuda:<local rank>`` when CUDA is usable here (``ConfigError`` if this node shows fewer
     GPUs than ranks: NCCL refuses two ranks on one GPU), else ``cpu``."""
@@ -462,4 +473,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["DEFAULT_TIMEOUT", "DataParallelEvaluate", "RankContext", "RankEnd", "evaluate_rank",
-           "first_failure", "group_timeout", "launch", "ranks_from_env"]
+           "first_failure", "group_timeout", "launch", "ping", "ranks_from_env"]
