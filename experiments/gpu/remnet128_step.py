@@ -147,8 +147,10 @@ def main() -> int:
     print(json.dumps(part1), flush=True)
 
     started = time.perf_counter()
+    import torch
+
     ends = launch("remnet128_step:ddp_rank", (width, steps, dry), 1, env=env,
-                  threads=int(env.get("NASFORGE_EVAL_THREADS", "0") or 0) or os.cpu_count())
+                  threads=torch.get_num_threads())  # the threads part 1 had
     launch_seconds = time.perf_counter() - started
     failure = first_failure(ends, 20)
     part2 = {"part": "data-parallel path, 1 rank", "launch_seconds": round(launch_seconds, 1),

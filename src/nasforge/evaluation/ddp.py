@@ -28,6 +28,17 @@ loop (:mod:`nasforge.evaluation.trainer`) with these differences:
 - **Consistent decisions.** The loss each rank records is the all-reduced mean over ranks, so
   a NaN loss, early stopping and the pruner's stop request (asked on rank 0, broadcast) end
   every rank at the same step.
+- ``budget.threads`` (when set) is each *process's* thread count; left unset, each rank takes
+  its share of the worker's threads (the launcher's ``threads // N``).
+
+Not yet here: the DARTS supernet. Its architecture weights are parameters of the supernet, so
+wrapping it in ``DistributedDataParallel`` would all-reduce their gradients too and keep them
+identical on every rank; but DARTS alternates a weight step on training batches with an
+architecture step on validation batches, with its own optimizer, in its own loop
+that the DARTS issue is building (not in this branch). Once that loop
+exists it needs: the architecture step's batches split like the weight step's, both steps
+through the DDP wrapper (or an explicit all-reduce of the architecture gradients), and a test
+that every rank discretises to the same genome.
 """
 
 from __future__ import annotations
