@@ -133,3 +133,22 @@ def test_cutout_zeroes_one_clipped_square_per_image() -> None:
     assert {"cutout", "flip+cutout"} <= set(AUGMENT_MODES)
     with pytest.raises(ValueError, match="length"):
         cutout(x, _gen(0), length=0)
+
+
+@pytest.mark.parametrize("mode", AUGMENT_MODES)
+def test_epoch_plan_gives_every_batch_what_augment_batch_gives(mode: str) -> None:
+    """Drawing a whole epoch's parameters at once (one host-to-device copy an epoch) changes
+    nothing: each batch, the last short one included, and the generator's end state agree."""
+    from nasforge.data.augment import EpochAugmentation
+
+    x = _batch(n=64, c=1, h=28, w=28, seed=3)
+    sizes = [24, 24, 16]
+    one_by_one = _gen(9)
+    expected = [augment_batch(x[:size], mode, one_by_one) for size in sizes]
+    at_once = _gen(9)
+    plan = EpochAugmentation(mode, sizes, 28, 28, at_once, "cpu")
+    got = [plan.apply(step, x[:size]) for step, size in enumerate(sizes)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert torch.equal(one_by_one.get_state(), at_once.get_state())
+    if mode != "none":  # the plan really augments: some batch differs from its input
+        assert any(not torch.equal(g, x[:size]) for g, size in zip(got, sizes))

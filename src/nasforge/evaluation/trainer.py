@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasforge.data import DataSplits, augment_batch
+from nasforge.data import DataSplits
+from nasforge.data.augment import EpochAugmentation
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.metrics import (
@@ -446,13 +447,16 @@ def _train(
             model.schedule_drop_path(epoch - 1, budget.epochs)
         tracker.start_epoch()
         perm = torch.randperm(n, generator=order_gen).to(dev)
+        # the epoch's augmentation drawn at once and moved once: no blocking copy per step
+        plan = EpochAugmentation(
+            augment, [min(batch_size, n - step * batch_size) for step in range(steps)],
+            int(train_x.shape[-2]), int(train_x.shape[-1]), augment_gen, dev)
         done = 0
         for step in range(steps):
             idx = perm[step * batch_size:(step + 1) * batch_size]
             xb = normalize(train_x[idx])
             yb = train_y[idx]
-            if augment != "none":
-                xb = augment_batch(xb, augment, augment_gen)
+            xb = plan.apply(step, xb)
             if budget.channels_last:
                 xb = xb.contiguous(memory_format=memory_format)
             with autocast_context(dev, budget.precision):
