@@ -122,8 +122,7 @@ def apply_params(x: torch.Tensor, params: torch.Tensor, value: float = 0.0) -> t
         (rows >= params[:, 1].view(n, 1, 1)) & (rows < params[:, 2].view(n, 1, 1))
         & (cols >= params[:, 3].view(n, 1, 1)) & (cols < params[:, 4].view(n, 1, 1))
     )
-    fill = torch.tensor(value, dtype=x.dtype, device=x.device)
-    return torch.where(inside.unsqueeze(1), fill, out)
+    return out.masked_fill(inside.unsqueeze(1), value)  # a scalar fill: no copy to the device
 
 
 CUTOUT_LENGTH = 16
