@@ -31,14 +31,21 @@ loop (:mod:`nasforge.evaluation.trainer`) with these differences:
 - ``budget.threads`` (when set) is each *process's* thread count; left unset, each rank takes
   its share of the worker's threads (the launcher's ``threads // N``).
 
-Not yet here: the DARTS supernet. Its architecture weights are parameters of the supernet, so
-wrapping it in ``DistributedDataParallel`` would all-reduce their gradients too and keep them
-identical on every rank; but DARTS alternates a weight step on training batches with an
-architecture step on validation batches, with its own optimizer, in its own loop
-that the DARTS issue is building (not in this branch). Once that loop
-exists it needs: the architecture step's batches split like the weight step's, both steps
-through the DDP wrapper (or an explicit all-reduce of the architecture gradients), and a test
-that every rank discretises to the same genome.
+Not yet here: the DARTS supernet (``nasforge.oneshot``, merged into main after this branch
+started). Its architecture weights are parameters of the supernet, and
+``oneshot.search.fit_supernet`` alternates an architecture step (``torch.autograd.grad`` of the
+loss on an architecture batch, or ``_unrolled_arch_grads`` for second order) with a weight step
+(``loss.backward``, gradient clipping), each with its own optimizer. What it needs, all inside
+that loop: (1) each rank takes ``batch[rank::N]`` of both batches (``get``), N dividing the
+batch; (2) after the architecture gradients are set and after the weight ``backward`` (before
+clipping), all-reduce and divide by N the ``.grad`` of ``arch_parameters()`` and of
+``weight_parameters()`` (an explicit all-reduce rather than the DDP wrapper, which cannot follow
+``autograd.grad`` or the finite-difference Hessian product); then every rank applies the same
+Adam / SGD step to the same values, so the alphas stay identical and every rank discretises to
+the same genome (the test to write: 2 gloo ranks, ``discretise`` equal on both and equal to a
+1-process run); (3) ``evaluate_supernet`` run through :func:`nasforge.execution.data_parallel
+.launch` like ``evaluate_rank``, rank 0 storing the trial. GDAS samples its Gumbel noise from
+each rank's own generator, which is fine once the gradients are averaged.
 """
 
 from __future__ import annotations

@@ -260,6 +260,12 @@ class DataParallelEvaluate:
         self.timeout = timeout
 
     def __call__(self, task: EvalTask) -> dict[str, Any]:
+        if task.extra.get("kind") == "supernet":
+            # a one-shot (DARTS) search is not data-parallel yet (see nasforge.evaluation.ddp):
+            # it runs in this one process rather than N times over
+            from nasforge.execution.tasks import evaluate_task
+
+            return {**evaluate_task(task), "nproc": 1}
         started = time.time()
         timeout = group_timeout() if self.timeout is None else self.timeout
         ends = launch("nasforge.execution.data_parallel:evaluate_rank", (task,), self.nproc,
