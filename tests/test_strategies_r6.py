@@ -181,3 +181,23 @@ def test_layer_settings_are_checked() -> None:
         make("aco", space=SPACE, max_depth=9)
     with pytest.raises(ConfigError, match="conv"):
         make("aco", space=GlobalSpace(operations=["maxpool2", "avgpool3"]))
+
+
+# ------------------------------------------------------------------ presets
+@pytest.mark.parametrize("preset,strategy,space", [
+    ("genetic-quick", "genetic", "global"), ("aco-quick", "aco", "global"),
+    ("reinforce-cell", "reinforce", "nb201"), ("remnet-nsga2", "nsga2", "global")])
+def test_strategy_presets_fit_fifteen_minutes(preset: str, strategy: str, space: str) -> None:
+    from nasforge.config import load_config
+
+    config = load_config(preset)
+    assert (config.strategy.name, config.space.name, config.data.dataset) == (
+        strategy, space, "fashion-mnist")
+    assert config.run.time_limit < config.final.total_seconds <= 15 * 60
+    made = make(strategy, space=get_space(space, **config.space.settings),
+                **config.strategy.settings) if strategy != "nsga2" else None
+    assert made is None or made.name == strategy
+    if preset == "remnet-nsga2":
+        assert [(o.name, o.direction) for o in config.objectives] == [
+            ("val_acc", "max"), ("params", "min")]
+        assert config.final.pick == "front" and config.space.settings["merge_policy"] == "remnet"
