@@ -201,3 +201,37 @@ def test_strategy_presets_fit_fifteen_minutes(preset: str, strategy: str, space:
         assert [(o.name, o.direction) for o in config.objectives] == [
             ("val_acc", "max"), ("params", "min")]
         assert config.final.pick == "front" and config.space.settings["merge_policy"] == "remnet"
+
+
+HAVE_TABLE = __import__("importlib.util").util.find_spec("analognasbench") is not None
+
+
+@pytest.mark.skipif(not HAVE_TABLE, reason="optional table: pip install --no-deps "
+                    "analog-nasbench==0.1.3")
+def test_batched_reinforce_searches_and_resumes_mid_batch(tmp_path, capsys) -> None:
+    from nasforge.cli import main
+    from nasforge.storage import StudyStorage
+
+    db = tmp_path / "s.db"
+    args = ["search", "quick", "--space", "nb201", "--evaluator", "tabular:nb201",
+            "--storage", str(db), "--strategy", "reinforce",
+            "--set", "strategy.settings={batch: 4, controller: lstm}"]
+    assert main(args + ["--max-evals", "10"]) == 0
+    with StudyStorage.open(db) as store:
+        state = store.strategy_state()
+    assert (state["updates"], state["asked"], len(state["pending"])) == (2, 2, 2)  # mid-batch
+    assert main(args + ["--max-evals", "14", "--resume"]) == 0
+    capsys.readouterr()
+    with StudyStorage.open(db) as store:
+        trials, state = store.trials(), store.strategy_state()
+    assert len(trials) == 14 and len({t.number for t in trials}) == 14
+    assert all(t.status == "ok" for t in trials) and state["updates"] == 3
+
+
+def test_a_space_that_rejects_every_walk_is_one_line() -> None:
+    from nasforge.errors import GenomeError
+
+    tight = GlobalSpace(max_nodes=4, max_params=10)  # no network has 10 parameters or fewer
+    with pytest.raises(GenomeError, match="max_params") as info:
+        make("aco", space=tight).ask()
+    assert "\n" not in str(info.value)

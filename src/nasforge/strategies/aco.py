@@ -229,6 +229,9 @@ class AntColony(Strategy):
             genome = self._genome(path)
             if self.is_valid(genome):
                 break
+        else:
+            raise GenomeError(f"aco: 50 ants in a row walked networks space {self.space.name!r} "
+                              "rejects; loosen max_params/max_nodes")
         for key, choice in path:  # local update
             self.pheromone.setdefault(key, {})[choice] = (
                 (1 - self.local_decay) * self.tau(key, choice) + self.local_decay * self.start)

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, GenomeError
 from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
@@ -121,6 +121,9 @@ class Reinforce(Strategy):
             genome = from_decisions(self.space, self._sample())
             if self.is_valid(genome):
                 break
+        else:
+            raise GenomeError(f"reinforce: 50 sequences in a row gave networks space "
+                              f"{self.space.name!r} rejects; loosen max_params")
         if self.batch is not None:
             self.asked += 1
         return Candidate(genome, self.budget)
