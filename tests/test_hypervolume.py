@@ -90,3 +90,11 @@ def test_a_search_prints_its_hypervolume(tmp_path, capsys) -> None:
     line = next(x for x in out.splitlines() if x.startswith("hypervolume "))
     value = float(line.split()[1])
     assert 0 < value < 1.1 and math.isfinite(value) and "reference point (1.0, 1.1)" in line
+
+
+def test_range_is_widened_to_observed_values() -> None:
+    trials = [trial(0, 0.9, 50), trial(1, 0.8, 10_000)]
+    hv = study_hypervolume(trials, ACC_PARAMS, (), (100.0, 1000.0))
+    assert hv is not None and "below the space's 100" in hv.ranges_text
+    assert "above the space's 1,000" in hv.ranges_text
+    assert all(0.0 <= p[1] <= 1.0 for p in hv.points) and hv.value <= 1.0 * 1.1

@@ -193,7 +193,7 @@ def test_strategy_presets_fit_fifteen_minutes(preset: str, strategy: str, space:
     config = load_config(preset)
     assert (config.strategy.name, config.space.name, config.data.dataset) == (
         strategy, space, "fashion-mnist")
-    assert config.run.time_limit < config.final.total_seconds <= 15 * 60
+    assert config.run.time_limit is None and config.final.total_seconds <= 15 * 60
     made = make(strategy, space=get_space(space, **config.space.settings),
                 **config.strategy.settings) if strategy != "nsga2" else None
     assert made is None or made.name == strategy

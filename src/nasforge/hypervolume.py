@@ -2,17 +2,18 @@
 
 Scaling (issue 19): ``val_acc`` becomes ``1 - accuracy`` (a fraction); ``params``,
 ``flops`` and ``latency_ms`` become ``log10`` of the value normalised to a range, so both
-objectives are minimised and lie in about [0, 1]. The range of ``params`` is the space's
-(:func:`space_param_range`): on the global space from its smallest network (the initial
-genome: the head alone) to ``max_params``; on a cell space whose steps all offer the same
-choices (nb201) from the smallest to the largest all-one-operation cell (exact for nb201,
-whose parameters add up over edges); any side the space does not give, and the ranges of
-``flops`` and ``latency_ms``, are the study's observed minimum and maximum (said so in
-:attr:`StudyHypervolume.ranges_text`). Reference point: 1.0 for ``1 - accuracy`` and 1.1 for
-a scaled size (slightly worse than the largest network, so the largest front member counts),
-as in ``benchmarks/strategies.py``. Exact for two objectives
-(:func:`~nasforge.strategies.pareto.hypervolume_2d`, a sort and a sum); a study with three or
-more objectives gets no hypervolume (``None``) and the caller says it is 2-D only.
+objectives are minimised and lie in [0, 1]. The range of ``params`` is the space's
+(:func:`space_param_range`): on the global space from the initial genome (the head alone)
+to ``max_params``; on a cell space whose steps all offer the same choices (nb201) from the
+smallest to the largest all-one-operation cell (exact for nb201, whose parameters add up
+over edges). A side the space does not give, and the ranges of ``flops`` and
+``latency_ms``, are the study's observed minimum and maximum, and a range is widened to
+every observed value (the remnet head alone is larger than many networks that shrink the
+map before it); :attr:`StudyHypervolume.ranges_text` says which. Reference point: 1.0 for
+``1 - accuracy`` and 1.1 for a scaled size (10% beyond the largest, so the largest front
+member counts), as in ``benchmarks/strategies.py``. Exact for two objectives
+(:func:`~nasforge.strategies.pareto.hypervolume_2d`, a sort and a sum); a study with three
+or more objectives gets no hypervolume (``None``) and the caller says it is 2-D only.
 
 The points are the study's ok trials that meet every constraint and have every objective
 value (a network trained at several budgets counts at each; dominated points add nothing).
@@ -132,12 +133,14 @@ def study_hypervolume(trials: Sequence[Any], objectives: Sequence[Objective],
         return None  # log10 needs positive sizes
     low, high = (param_range if kinds[other] == "params" else (None, None))
     texts = []
-    if low is None:
-        low = min(sizes)
-        texts.append("lower end observed")
-    if high is None:
-        high = max(sizes)
-        texts.append("upper end observed")
+    if low is None or min(sizes) < low:
+        texts.append("lower end observed" if low is None else
+                     f"lower end observed, below the space's {low:,.0f}")
+        low = min(sizes) if low is None else min(low, min(sizes))
+    if high is None or max(sizes) > high:
+        texts.append("upper end observed" if high is None else
+                     f"upper end observed, above the space's {high:,.0f}")
+        high = max(sizes) if high is None else max(high, max(sizes))
     lo, hi = math.log10(low), math.log10(max(high, low * 1.000001))
     ranges_text = (f"{kinds[other]} range {low:,.0f} to {high:,.0f}"
                    + (f" ({', '.join(texts)})" if texts else " (the space's)"))
