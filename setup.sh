@@ -32,6 +32,7 @@ if [ "$(id -u)" = 0 ]; then PIP+=(--root-user-action=ignore); fi
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
     "${PIP[@]}" "torch==2.13.0"
 fi
+# every extra, statsmodels (the bohb strategy) included, so CI runs the bohb tests
 "${PIP[@]}" -e ".[all]"
 # Optional: the NAS-Bench-201 CIFAR-10 table for `nasforge bench` and its tests. --no-deps on
 # purpose: nasforge never imports that package (it needs pkg_resources and pandas), it only

@@ -1,9 +1,10 @@
 """The standard strategy comparison on the NAS-Bench-201 table (no training, seconds).
 
 Random search, regularized evolution (population 20, sample 5), the genetic algorithm, the
-ant colony (DeepSwarm) and REINFORCE (its default lr 0.03 and the published 1e-3; with
-``--lstm`` also the LSTM controller),
-30 seeds each, 1,000 table queries per run; reports the mean best-found CIFAR-10 test accuracy
+ant colony (DeepSwarm), REINFORCE (its default lr 0.03 and the published 1e-3; with
+``--lstm`` also the LSTM controller) and SMBO (BANANAS' settings: MLP ensemble, independent
+Thompson sampling; only up to ``SMBO_EVALS`` queries: each batch of 10 refits 5 MLPs, about a
+second each), 30 seeds each, 1,000 table queries per run; reports the mean best-found CIFAR-10 test accuracy
 (95% interval) and regret at 100, 200 and 1,000 evaluations (the first n queries of a run do
 not depend on its length), whether each beats random search with non-overlapping intervals,
 the policy entropy of aco and reinforce over time, checks random search against the exact
@@ -44,14 +45,18 @@ RUNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("aco", "aco", {}),
     ("reinforce", "reinforce", {}),
     ("reinforce-lr1e-3", "reinforce", {"lr": 1e-3}),
+    ("smbo", "smbo", {}),
 )
 """(label, strategy, settings); bench's own defaults apply beneath (evolution 20/5).
 ``reinforce``'s default lr is 0.03 (measured here); ``reinforce-lr1e-3`` is NAS-Bench-201's."""
 LSTM_RUN = ("reinforce-lstm", "reinforce", {"controller": "lstm"})
 """Added with ``--lstm`` (Zoph & Le's controller; about 10x slower per query)."""
 MUST_BEAT = {"evolution": 200, "genetic": 200, "aco": 1000, "reinforce": 1000,
-             "reinforce-lr1e-3": 1000, "reinforce-lstm": 1000}
-"""Evaluations at which each must beat random search (issue 19)."""
+             "reinforce-lstm": 1000, "smbo": 200}
+"""Evaluations at which each must beat random search (issue 19; the published lr 1e-3 is
+shown, not required)."""
+SMBO_EVALS = 200
+"""SMBO runs stop here (model fits dominate its time; 1,000 would take hours for 30 seeds)."""
 ENTROPY_MARKS = (0, 50, 100, 200, 500, 1000)
 HV_REFERENCE = (1.0, 1.1)
 """Reference point of the hypervolume in scaled objectives (1 - accuracy, log10 params
@@ -126,7 +131,8 @@ def main() -> None:
     seeds = list(range(args.seeds))
     results = []
     for label, name, settings in runs:
-        r = run_strategy(name, space, table, args.evals, seeds, settings)
+        evals = min(args.evals, SMBO_EVALS) if name == "smbo" else args.evals
+        r = run_strategy(name, space, table, evals, seeds, settings)
         r.strategy = label
         results.append(r)
     marks = [n for n in (100, 200, 1000) if n <= args.evals]
@@ -135,7 +141,7 @@ def main() -> None:
     final: dict[str, dict[int, tuple[float, float]]] = {}
     for r in results:
         mean, half = mean_interval(r.best)
-        for n in marks:
+        for n in [m for m in marks if m <= r.best.shape[1]]:
             row = (f"{r.strategy:16s} n={n:5d}: {mean[n - 1]:.3f} +- {half[n - 1]:.3f}, "
                    f"regret {max(0.0, table.best() - mean[n - 1]):.3f}")
             if r.strategy == "random":
@@ -144,13 +150,14 @@ def main() -> None:
                 inside.append(ok)
                 row += f", exact E[best of {n}] {expected:.3f} ({'inside' if ok else 'OUTSIDE'})"
             print(row)
-        final[r.strategy] = {n: (mean[n - 1], half[n - 1]) for n in marks}
+        final[r.strategy] = {n: (mean[n - 1], half[n - 1]) for n in marks
+                             if n <= r.best.shape[1]}
         print(f"{r.strategy:16s} {r.settings or ''} {r.wall_seconds:.2f} s wall for "
-              f"{args.seeds} x {args.evals} queries "
-              f"({1e6 * r.wall_seconds / (args.seeds * args.evals):.0f} us each)")
+              f"{args.seeds} x {r.best.shape[1]} queries "
+              f"({1e6 * r.wall_seconds / (args.seeds * r.best.shape[1]):.0f} us each)")
     verdicts = []
     for label, n in MUST_BEAT.items():
-        if n not in final.get("random", {}) or label not in final:
+        if n not in final.get("random", {}) or n not in final.get(label, {}):
             continue
         (m, h), (rm, rh) = final[label][n], final["random"][n]
         beats = m - h > rm + rh
@@ -186,7 +193,8 @@ def main() -> None:
     n_last = marks[-1]
     hv_at = 200 if 200 in hv_marks else hv_marks[-1]
     hv_k = hv_marks.index(hv_at)
-    print("summary: " + ", ".join(f"{k} {v[n_last][0]:.3f}" for k, v in final.items())
+    print("summary: " + ", ".join(f"{k} {v[n_last][0]:.3f}" for k, v in final.items()
+                                  if n_last in v)
           + f" mean best at {n_last} evals (table best {table.best():.2f}); "
           f"{sum(verdicts)}/{len(verdicts)} beat random where required; random within its "
           f"interval of the exact expectation at {sum(inside)}/{len(inside)} checkpoints; "

@@ -110,3 +110,26 @@ def test_input_not_modified_and_uint8_works() -> None:
     assert out.dtype == torch.uint8 and out.shape == u.shape
     with pytest.raises(ValueError):
         random_horizontal_flip(x[0], _gen(0))
+
+
+def test_cutout_zeroes_one_clipped_square_per_image() -> None:
+    from nasforge.data import cutout
+
+    x = torch.ones(64, 2, 12, 10)
+    out = cutout(x, _gen(3), length=4)
+    assert torch.equal(x, torch.ones(64, 2, 12, 10))  # input untouched
+    zero = out[:, 0] == 0
+    assert torch.equal(zero, out[:, 1] == 0)  # all channels alike
+    counts = zero.flatten(1).sum(1)
+    assert int(counts.max()) == 16 and int(counts.min()) >= 4  # 4x4, less where clipped
+    for img in zero:  # one axis-aligned rectangle: rows x cols of the zeroed cells
+        rows, cols = img.any(1).nonzero().flatten(), img.any(0).nonzero().flatten()
+        assert int(img.sum()) == len(rows) * len(cols) and len(rows) <= 4 and len(cols) <= 4
+    assert bool((counts < 16).any())  # some squares were clipped at a border
+    assert torch.equal(out, cutout(x, _gen(3), length=4))
+    g = _gen(5)
+    assert torch.equal(augment_batch(x, "flip+cutout", _gen(5)),
+                       cutout(random_horizontal_flip(x, g), g))
+    assert {"cutout", "flip+cutout"} <= set(AUGMENT_MODES)
+    with pytest.raises(ValueError, match="length"):
+        cutout(x, _gen(0), length=0)

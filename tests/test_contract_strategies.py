@@ -42,6 +42,8 @@ TINY_SETTINGS: dict[str, dict[str, Any]] = {
     "evolution": {"population": 4, "sample": 2},
     "genetic": {"population": 4, "sample": 2},
     "nsga2": {"population": 4},
+    "smbo": {"initial": 4, "batch": 3, "candidates": 8, "parents": 3,
+             "predictor_settings": {"epochs": 5}},
 }
 """Per-strategy settings for speed; a strategy not listed runs with its defaults."""
 

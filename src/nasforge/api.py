@@ -254,6 +254,17 @@ class Search:
         elif warm is not None:
             self.strategy.warm_start(warm)
         self.reporter = reporter or Reporter(enabled=False)
+        self._announce_schedule()
+
+    def _announce_schedule(self) -> None:
+        """A multi-fidelity strategy's budget levels and bracket sizes: printed before the
+        run and stored in the study's meta under ``multi_fidelity`` (read by the report)."""
+        schedule = getattr(self.strategy, "schedule", None)
+        if schedule is None or not callable(getattr(self.strategy, "describe_schedule", None)):
+            return
+        self.storage.set_meta_value("multi_fidelity", schedule())
+        for line in self.strategy.describe_schedule():  # type: ignore[attr-defined]
+            self.reporter.message(line)
 
     def run(self, executor: Executor | None = None) -> RunSummary:
         """Run the search to its stopping criterion."""
@@ -266,7 +277,8 @@ class Search:
         else:
             executor = executor or make_executor(self.config.run)
             evaluate = IsolatedEvaluate(self.config.run.eval_timeout,
-                                        self.config.run.memory_limit_mb)
+                                        self.config.run.memory_limit_mb,
+                                        **trial_evaluate(self.config.run.devices_per_trial))
         try:
             runner = Runner(
                 config=self.config, storage=self.storage, space=self.space,
@@ -300,6 +312,16 @@ class Search:
         return True
 
 
+def trial_evaluate(devices_per_trial: int) -> dict[str, Any]:
+    """``IsolatedEvaluate``'s ``evaluate`` for trials of ``devices_per_trial`` devices: the
+    data-parallel launcher for more than one (``nasforge.execution.data_parallel``)."""
+    if devices_per_trial <= 1:
+        return {}
+    from nasforge.execution.data_parallel import DataParallelEvaluate
+
+    return {"evaluate": DataParallelEvaluate(devices_per_trial)}
+
+
 def train_final(
     storage: StudyStorage,
     space: SearchSpace,
@@ -315,6 +337,7 @@ def train_final(
     workers: int = 1,
     max_seconds: float | None = None,
     seconds_left: float | None = None,
+    nproc: int = 1,
 ) -> list[FinalResult] | None:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
     measure test accuracy and store every run in the study.
@@ -326,7 +349,12 @@ def train_final(
     Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
     per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
     estimate by cutting epochs; when the estimate does not fit in ``seconds_left`` (what is
-    left of a time limit) nothing is trained and None is returned (left for ``--resume``)."""
+    left of a time limit) nothing is trained and None is returned (left for ``--resume``).
+
+    ``nproc`` > 1 trains each run data-parallel over that many processes (GPUs); rank 0 then
+    saves the run's state after every epoch beside its weights (``*.state.pt``), and a run
+    that was cut (Ctrl-C, a killed rank) resumes from it when the same command runs again.
+    The cost estimate still comes from a one-process probe."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
     keys = {id(genome): genome_key(space, genome) for _, genome in entries}
@@ -373,9 +401,11 @@ def train_final(
                 genome=space.genome_to_dict(genome), budget=budget.to_dict(), data=data,
                 model_seed=model_seed(study_seed, gkey, budget_key(budget.to_dict()), seed_index),
                 checkpoint_path=str(ckpt), final=True, progress_path=str(progress),
-                extra=speed_extra(storage, gkey, budget),
+                extra={**speed_extra(storage, gkey, budget),
+                       **({"epoch_state": str(ckpt.with_suffix(".state.pt"))} if nproc > 1 else {})},
             )
-            futures[executor.submit(IsolatedEvaluate(), task)] = (trial_number, genome, gkey, seed_index)
+            futures[executor.submit(IsolatedEvaluate(**trial_evaluate(nproc)), task)] = (
+                trial_number, genome, gkey, seed_index)
             watchers[progress] = (trial_number, seed_index, 0)
     pending = set(futures)
     try:

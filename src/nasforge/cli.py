@@ -25,7 +25,7 @@ BUDGET_FLAGS: dict[str, tuple[type, str]] = {
     "lr": (float, "learning rate (default per optimizer)"),
     "weight_decay": (float, "weight decay"),
     "schedule": (str, "none | cosine"),
-    "augment": (str, "none | flip | flip+erase"),
+    "augment": (str, "none | flip | flip+erase | cutout | flip+cutout"),
     "precision": (str, "auto | fp32 | bf16 | fp16 | tf32 (auto: the fastest, measured on the "
                        "real network; bf16 only where the hardware has it)"),
     "width": (int, "base channel count C"),
@@ -400,6 +400,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                     search.storage, search.space, entries, config.final.budget,
                     config.final.seeds, data_dict(config), executor, config.seed, reporter,
                     workers=final_workers, max_seconds=max(1.0, min(caps)) if caps else None,
+                    nproc=config.run.devices_per_trial,
                     seconds_left=(None if config.run.time_limit is None
                                   else config.run.time_limit - (time.time() - started)))
                 if results is None:
@@ -564,7 +565,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     budget = base.replace(**_budget_changes(args))
     final_cfg = preset.final if preset is not None else config.final
     seeds = args.seeds or (final_cfg.seeds if final_cfg is not None else 1)
-    run_cfg = dataclasses.replace(config.run, workers=args.workers or min(seeds * len(entries), config.run.workers))
+    nproc = args.nproc or config.run.devices_per_trial
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
+    run_cfg = dataclasses.replace(config.run, workers=args.workers or min(seeds * len(entries), config.run.workers),
+                                  devices_per_trial=nproc)
     executor = make_executor(run_cfg)
     reporter = Reporter()
     try:
@@ -572,7 +577,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          f"epoch(s), {budget.optimizer}, width {budget.width}, on the whole training set")
         results = train_final(storage, space, entries, budget, seeds, data_dict(config), executor,
                               config.seed, reporter, retrain=args.retrain,
-                              workers=run_cfg.workers) or []
+                              workers=run_cfg.workers, nproc=nproc) or []
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         storage.close()
@@ -710,6 +715,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", default=None, help="take the final budget (and space settings) from a preset")
     tr.add_argument("--seeds", type=int, default=None)
     tr.add_argument("--workers", type=int, default=None)
+    tr.add_argument("--nproc", type=int, default=None,
+                    help="train each run data-parallel over N processes (GPUs; on CPU they share "
+                         "the cores), batch_size being the global batch; default "
+                         "run.devices_per_trial (1)")
     tr.add_argument("--space", default=None)
     tr.add_argument("--head", default=None)
     tr.add_argument("--storage", default=None, help="where to store results of a genome file")

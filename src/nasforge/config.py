@@ -81,6 +81,9 @@ class RunConfig:
     #: stop running trials early from their live intermediate values: None, ``median`` or
     #: ``halving`` (``nasforge.execution.pruners``); a mapping gives settings
     pruner: Any = None
+    #: devices (GPUs; on CPU, processes sharing the worker's cores) that train one trial
+    #: data-parallel (``nasforge.execution.data_parallel``); 1 = one process per trial
+    devices_per_trial: int = 1
 
 
 @dataclass(frozen=True)
@@ -344,7 +347,12 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         grace_period=_typed("run", "grace_period", r.get("grace_period", 30.0), "float", source),
         evaluator=_typed("run", "evaluator", r.get("evaluator", "train"), "str", source),
         pruner=r.get("pruner"),
+        devices_per_trial=_typed("run", "devices_per_trial", r.get("devices_per_trial", 1), "int",
+                                 source),
     )
+    if run.devices_per_trial < 1:
+        raise ConfigError(f"{source}: 'run.devices_per_trial' must be >= 1, "
+                          f"got {run.devices_per_trial}")
     from nasforge.execution.pruners import make_pruner
 
     try:

@@ -82,6 +82,9 @@ def run_strategy(name: str, space: SearchSpace, table: NB201Table, evals: int,
     start = time.perf_counter()
     for row, seed in enumerate(seeds):
         strategy = get_strategy(name, space, budget, problem, int(seed), **chosen)
+        if len(getattr(strategy, "ladder", ())) > 1:  # every answer here is the 200-epoch one
+            raise ConfigError(f"bench: {name!r} trains on several budgets; compare it with "
+                              "python benchmarks/multi_fidelity.py (synthetic fidelity layer)")
         clock = 0.0
         for i in range(evals):
             candidate = strategy.ask()

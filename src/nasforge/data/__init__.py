@@ -6,6 +6,7 @@ from __future__ import annotations
 from nasforge.data.augment import (
     AUGMENT_MODES,
     augment_batch,
+    cutout,
     random_erasing,
     random_horizontal_flip,
 )
@@ -27,6 +28,7 @@ from nasforge.data.datasets import (
     load_npz,
     normalize,
     split_validation,
+    stratified_order,
     stratified_split_indices,
     stratified_subset,
     synthetic_dataset,
@@ -47,6 +49,7 @@ __all__ = [
     "FileCheck",
     "ImageDataset",
     "augment_batch",
+    "cutout",
     "default_cache_dir",
     "load_dataset",
     "load_fashion_mnist",
@@ -55,6 +58,7 @@ __all__ = [
     "random_erasing",
     "random_horizontal_flip",
     "split_validation",
+    "stratified_order",
     "stratified_split_indices",
     "stratified_subset",
     "synthetic_dataset",

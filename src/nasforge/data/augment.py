@@ -12,9 +12,9 @@ import torch
 
 from nasforge.errors import ConfigError
 
-__all__ = ["AUGMENT_MODES", "augment_batch", "random_erasing", "random_horizontal_flip"]
+__all__ = ["AUGMENT_MODES", "augment_batch", "cutout", "random_erasing", "random_horizontal_flip"]
 
-AUGMENT_MODES: tuple[str, ...] = ("none", "flip", "flip+erase")
+AUGMENT_MODES: tuple[str, ...] = ("none", "flip", "flip+erase", "cutout", "flip+cutout")
 
 _ERASE_ATTEMPTS = 10  # rectangle draws per sample, as torchvision's RandomErasing
 
@@ -90,13 +90,47 @@ def random_erasing(
     return torch.where(inside.unsqueeze(1), fill, x)
 
 
+CUTOUT_LENGTH = 16
+"""Cutout's square side in pixels: 16 on CIFAR-10 (DeVries & Taylor 2017, Sec. 4.1; the DARTS
+evaluation setup, Liu et al. 2019, appendix A.1.2)."""
+
+
+def cutout(x: torch.Tensor, generator: torch.Generator, length: int = CUTOUT_LENGTH,
+           value: float = 0.0) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017, arXiv:1708.04552): in every image one ``length`` x
+    ``length`` square (all channels) set to ``value``; its centre is uniform over the whole
+    image and the square is clipped at the borders, so less may be cut near an edge (as
+    published). Applied after normalisation (as here in the trainer), ``value`` 0 is the
+    data set's mean. A new tensor; ``x`` [N, C, H, W] untouched. ValueError for a length < 1."""
+    _check_batch(x, "cutout")
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"cutout: length must be a positive int, got {length!r}")
+    n, _, h, w = x.shape
+    cy = (_rand(generator, n) * h).floor().long().clamp_(max=h - 1).to(x.device)
+    cx = (_rand(generator, n) * w).floor().long().clamp_(max=w - 1).to(x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    lo = length // 2
+    inside = (
+        (rows >= (cy - lo).view(n, 1, 1)) & (rows < (cy - lo + length).view(n, 1, 1))
+        & (cols >= (cx - lo).view(n, 1, 1)) & (cols < (cx - lo + length).view(n, 1, 1))
+    )
+    fill = torch.tensor(value, dtype=x.dtype, device=x.device)
+    return torch.where(inside.unsqueeze(1), fill, x)
+
+
 def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
     """``x`` augmented per ``mode``: ``"none"`` (``x`` itself), ``"flip"`` (random horizontal
-    flip, p 0.5) or ``"flip+erase"`` (flip, then random erasing with the REMNet settings)."""
+    flip, p 0.5), ``"flip+erase"`` (flip, then random erasing with the REMNet settings),
+    ``"cutout"`` or ``"flip+cutout"`` (flip, then cutout of 16 pixels: DARTS' evaluation)."""
     if mode == "none":
         return x
     if mode == "flip":
         return random_horizontal_flip(x, generator)
     if mode == "flip+erase":
         return random_erasing(random_horizontal_flip(x, generator), generator)
+    if mode == "cutout":
+        return cutout(x, generator)
+    if mode == "flip+cutout":
+        return cutout(random_horizontal_flip(x, generator), generator)
     raise ConfigError(f"unknown augmentation {mode!r}; known: {', '.join(AUGMENT_MODES)}")

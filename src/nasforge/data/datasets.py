@@ -45,6 +45,7 @@ __all__ = [
     "load_npz",
     "normalize",
     "split_validation",
+    "stratified_order",
     "stratified_split_indices",
     "stratified_subset",
     "synthetic_dataset",
@@ -284,9 +285,42 @@ def subset_size(n: int, fraction: float) -> int:
     return n if float(fraction) >= 1.0 else min(n, int(round(float(fraction) * n)))
 
 
+def stratified_order(y: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded order of all indices of ``y`` whose every prefix is stratified: nested subsets.
+
+    Each class's members are shuffled (seeded), and the j-th member (0-based) of a class of
+    n_c members is placed at time (j + 1/2) / n_c, ties between classes broken by a seeded
+    class order (stride scheduling, the Sainte-Lague rule). A prefix of k items then holds
+    ``round(t * n_c)`` of class c for one t, which is within ``1/2 + C * p_c / 2`` of its share
+    k * p_c (C classes, p_c = n_c / n): within one item for balanced classes. Shapes: ``y``
+    [n] labels; returns [n] int64 indices.
+    """
+    y = torch.as_tensor(y).reshape(-1).cpu().long()
+    gen = torch.Generator().manual_seed(int(seed))
+    classes = torch.unique(y)
+    rank = torch.randperm(len(classes), generator=gen)
+    index_parts, time_parts, rank_parts = [], [], []
+    for c, cls in enumerate(classes.tolist()):
+        members = torch.nonzero(y == cls).reshape(-1)
+        members = members[torch.randperm(len(members), generator=gen)]
+        index_parts.append(members)
+        time_parts.append((torch.arange(len(members), dtype=torch.float64) + 0.5) / len(members))
+        rank_parts.append(torch.full((len(members),), int(rank[c])))
+    if not index_parts:
+        return torch.zeros(0, dtype=torch.long)
+    index, times, ranks = torch.cat(index_parts), torch.cat(time_parts), torch.cat(rank_parts)
+    order = np.lexsort((ranks.numpy(), times.numpy()))  # by time, then by class rank
+    return index[torch.from_numpy(order)]
+
+
 def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """Sorted indices of a stratified ``round(fraction * n)``-item subset of ``y``."""
-    return stratified_split_indices(y, fraction, seed)[1]
+    """Sorted indices of a stratified ``round(fraction * n)``-item subset of ``y``: the first
+    items of :func:`stratified_order`, so a smaller fraction's subset (same ``y`` and seed) is
+    contained in a larger one's (multi-fidelity searches retrain a promoted network on a
+    larger, nested subset)."""
+    f = _check_fraction(fraction, "subset fraction")
+    keep = stratified_order(y, seed)[:subset_size(len(torch.as_tensor(y).reshape(-1)), f)]
+    return torch.sort(keep).values
 
 
 def split_validation(ds: ImageDataset, val_fraction: float = 0.1, seed: int = 0) -> DataSplits:

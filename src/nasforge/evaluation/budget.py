@@ -10,7 +10,7 @@ from nasforge.errors import ConfigError
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw", "adamax", "rmsprop")
 SCHEDULES: tuple[str, ...] = ("none", "cosine")
-AUGMENTATIONS: tuple[str, ...] = ("none", "flip", "flip+erase")
+AUGMENTATIONS: tuple[str, ...] = ("none", "flip", "flip+erase", "cutout", "flip+cutout")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "tf32")
 """``auto`` is chosen by measurement (``nasforge.evaluation.speed``); ``tf32`` and ``fp16``
 exist on CUDA only (fp16 with a gradient scaler)."""

@@ -79,18 +79,28 @@ def usable_gpus(devices: Sequence[int | str] | None = None,
 
 
 def device_for_worker(
-    local_index: int, devices: Sequence[int | str] | None = None, available: Sequence[str] | None = None
+    local_index: int, devices: Sequence[int | str] | None = None, available: Sequence[str] | None = None,
+    per_worker: int = 1,
 ) -> str | None:
     """The GPU id a worker binds to: its index on the node modulo the usable devices.
 
     ``devices`` restricts the choice (``--devices 0,1``, positions among the visible GPUs);
     ``None`` is returned when there is no GPU. The index is the worker's index *on its node*,
-    never a global rank.
+    never a global rank. With ``per_worker`` k > 1 (``run.devices_per_trial``: a data-parallel
+    trial) worker i gets the k GPUs from position i*k on, comma-joined (``"2,3"``); fewer if
+    the node has fewer than k.
     """
     pool = usable_gpus(devices, available)
     if not pool:
         return None
-    return pool[local_index % len(pool)]
+    k = max(1, int(per_worker))
+    if k == 1:
+        return pool[local_index % len(pool)]
+    if k >= len(pool):
+        return ",".join(pool)
+    groups = len(pool) // k
+    start = (local_index % groups) * k
+    return ",".join(pool[start:start + k])
 
 
 def local_rank(environ: Mapping[str, str] | None = None) -> int | None:
@@ -123,13 +133,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def bind_worker(local_index: int, devices: Sequence[int | str] | None, threads: int) -> str | None:
+def bind_worker(local_index: int, devices: Sequence[int | str] | None, threads: int,
+                per_worker: int = 1) -> str | None:
     """Set CPU threads and ``CUDA_VISIBLE_DEVICES`` for this worker process; returns the GPU id.
 
     Must run before the process makes any CUDA call; inside the worker, the bound GPU is
     ``cuda:0``. ``threads`` is what each evaluation child may use (``NASFORGE_EVAL_THREADS``).
     """
-    gpu = device_for_worker(local_index, devices)
+    gpu = device_for_worker(local_index, devices, per_worker=per_worker)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ["NASFORGE_WORKER_INDEX"] = str(local_index)

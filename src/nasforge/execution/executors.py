@@ -98,7 +98,8 @@ def _check_devices(run: RunConfig) -> None:
 
 
 # ------------------------------------------------------------------------------- local
-def _init_local_worker(counter: Any, devices: tuple[int, ...] | None, threads: int) -> None:
+def _init_local_worker(counter: Any, devices: tuple[int, ...] | None, threads: int,
+                       per_worker: int = 1) -> None:
     _ignore_sigint()
     # pool processes are started from the runner's (main) thread by submit(): they end with
     # the driver even when it is killed outright
@@ -106,7 +107,7 @@ def _init_local_worker(counter: Any, devices: tuple[int, ...] | None, threads: i
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    bind_worker(index, devices, threads)
+    bind_worker(index, devices, threads, per_worker)
 
 
 class _LocalExecutor(Executor):
@@ -119,8 +120,10 @@ class _LocalExecutor(Executor):
     ending the search.
     """
 
-    def __init__(self, workers: int, devices: tuple[int, ...] | None, threads: int) -> None:
+    def __init__(self, workers: int, devices: tuple[int, ...] | None, threads: int,
+                 per_worker: int = 1) -> None:
         self._workers = workers
+        self._per_worker = per_worker
         self._devices = devices
         self._threads = threads
         self._lock = threading.Lock()
@@ -134,7 +137,7 @@ class _LocalExecutor(Executor):
             self._counter.value = 0  # a fresh pool binds its workers from index 0 again
         return ProcessPoolExecutor(
             max_workers=self._workers, mp_context=self._ctx, initializer=_init_local_worker,
-            initargs=(self._counter, self._devices, self._threads),
+            initargs=(self._counter, self._devices, self._threads, self._per_worker),
         )
 
     @property
@@ -162,13 +165,14 @@ class _LocalExecutor(Executor):
 
 
 # --------------------------------------------------------------------------------- mpi
-def _init_mpi_worker(devices: tuple[int, ...] | None, threads: int | None) -> None:
+def _init_mpi_worker(devices: tuple[int, ...] | None, threads: int | None,
+                     per_worker: int = 1) -> None:
     _ignore_sigint()
     # the index on the node, modulo the devices: never a global rank used as a GPU index
     index = local_rank()
     if threads is None:  # share this node's cores among the job's processes on it
         threads = threads_per_worker(local_size() or 1)
-    bind_worker(index if index is not None else 0, devices, threads)
+    bind_worker(index if index is not None else 0, devices, threads, per_worker)
 
 
 def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
@@ -196,7 +200,7 @@ def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
     if under_mpiexec:
         # `mpiexec -n N python -m mpi4py.futures -m nasforge ...`: rank 0 runs this search,
         # the other N-1 ranks are the workers; each takes its share of its node's cores
-        kwargs["initargs"] = (run.devices, None)
+        kwargs["initargs"] = (run.devices, None, run.devices_per_trial)
         what = f"the {world - 1} MPI worker rank(s)"
         if run.workers != world - 1:
             # the runner keeps one evaluation in flight per worker rank (nasforge_workers)
@@ -204,7 +208,7 @@ def _mpi_executor(run: RunConfig, startup_timeout: float) -> Executor:
                   f"{world - 1} evaluation(s) in flight (run.workers={run.workers} is ignored)",
                   file=sys.stderr, flush=True)
     else:
-        kwargs["initargs"] = (run.devices, threads_per_worker(run.workers))
+        kwargs["initargs"] = (run.devices, threads_per_worker(run.workers), run.devices_per_trial)
         kwargs["max_workers"] = run.workers
         what = f"{run.workers} spawned MPI worker(s)"
         if initialised_before and not user_set and "Open MPI" in MPI.Get_library_version():
@@ -422,7 +426,15 @@ def _mpi_ranks_from_env() -> int:
 
 def _local_executor(run: RunConfig, startup_timeout: float) -> Executor:
     _check_devices(run)
-    return _LocalExecutor(run.workers, run.devices, threads_per_worker(run.workers))
+    per_trial = max(1, run.devices_per_trial)
+    workers = run.workers
+    gpus = usable_gpus(run.devices)
+    if per_trial > 1 and gpus:  # each trial takes a group of GPUs: trials in flight = GPUs / N
+        workers = max(1, min(workers, len(gpus) // per_trial))
+    executor = _LocalExecutor(workers, run.devices, threads_per_worker(workers), per_trial)
+    if workers != run.workers:
+        executor.nasforge_workers = workers  # type: ignore[attr-defined]
+    return executor
 
 
 ExecutorFactory = Callable[[RunConfig, float], Executor]

@@ -111,6 +111,8 @@ class _Flight:
     parent: int | None = None
     live_seen: int = 0  # epoch records read from the live file so far
     stop_sent: bool = False
+    kind: str = "train"
+    work: dict[str, Any] | None = None
 
 
 def study_logger(storage_path: Path) -> logging.Logger:
@@ -199,9 +201,13 @@ class Runner:
         return self.weights_dir / f"trial_{number}.state.pt"
 
     def _submit(self, number: int, genome: Any, gkey: str, budget: Budget, attempt: int,
-                parent: int | None = None) -> None:
+                parent: int | None = None, kind: str = "train",
+                work: dict[str, Any] | None = None) -> None:
         bdict = budget.to_dict()
         ckpt = None
+        if kind == "supernet":  # a one-shot search: its own kind of work, no weights kept
+            self._submit_supernet(number, genome, gkey, budget, attempt, work or {})
+            return
         if self.config.run.keep_best > 0:
             ckpt = str(self.weights_dir / f"trial_{number}.pt")
         extra = self._speed_extra(gkey, budget)
@@ -236,6 +242,51 @@ class Runner:
         future = self.executor.submit(self.evaluate, task)
         self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
                                         parent=parent)
+
+    def _submit_supernet(self, number: int, genome: Any, gkey: str, budget: Budget,
+                         attempt: int, work: dict[str, Any]) -> None:
+        """Submit a ``supernet`` trial: the worker runs ``nasforge.oneshot`` and writes one
+        line per epoch to the live file, which the loop shows (epoch, current cell)."""
+        self.live_dir.mkdir(parents=True, exist_ok=True)
+        progress = self.live_dir / f"trial_{number}.jsonl"
+        progress.write_text("")
+        bdict = budget.to_dict()
+        task = EvalTask(
+            trial_number=number, space_name=self.space.name,
+            space_settings=self.space.settings(), genome=self.space.genome_to_dict(genome),
+            budget=bdict, data=self._data_dict(),
+            model_seed=model_seed(self.config.seed, gkey, budget_key(seed_part(bdict))),
+            attempt=attempt, extra={"kind": "supernet", "supernet": dict(work)},
+            progress_path=str(progress),
+        )
+        future = self.executor.submit(self.evaluate, task)
+        self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
+                                        kind="supernet", work=dict(work))
+
+    def _poll_supernets(self) -> None:
+        """Show the new epochs of running supernet trials (epoch, cell, skips, accuracy)."""
+        for flight in self.inflight.values():
+            if flight.kind == "supernet":
+                self._show_supernet(flight)
+
+    def _show_supernet(self, flight: _Flight) -> None:
+        """One progress line per epoch the supernet trial wrote since the last look."""
+        import json
+
+        try:
+            lines = (self.live_dir / f"trial_{flight.number}.jsonl").read_text().splitlines()
+        except OSError:
+            return
+        for line in lines[flight.live_seen:]:
+            try:
+                point = json.loads(line)
+            except json.JSONDecodeError:
+                break  # still being written
+            flight.live_seen += 1
+            self.reporter.message(
+                f"trial {flight.number} supernet epoch {point['epoch']}/"
+                f"{flight.budget.epochs}: supernet acc {point['val_acc']:.4f}  skips "
+                f"{point['skips']}  {point['seconds']:.0f}s  cell {point['cell']}")
 
     def _speed_extra(self, gkey: str, budget: Budget) -> dict[str, Any]:
         """The study's stored speed choices for this network (``auto`` budgets only), so a
@@ -285,8 +336,10 @@ class Runner:
         # strategy is told and stores (its lineage: a disabled edge may be re-enabled by a
         # later mutation); the canonical form only names the network, for the key and reuse
         genome = candidate.genome
-        gkey = genome_key(self.space, genome)
         bdict = candidate.budget.to_dict()
+        if candidate.kind == "supernet":  # never answered from the study: its own search
+            return self._ask_supernet(candidate, bdict)
+        gkey = genome_key(self.space, genome)
         if candidate.parent is not None:
             problem = self._parent_problem(candidate, gkey)
             if problem is not None:  # a strategy's mistake costs one failed trial
@@ -326,6 +379,22 @@ class Runner:
         self._submit(number, genome, gkey, candidate.budget, attempt=1, parent=candidate.parent)
         return True
 
+    def _ask_supernet(self, candidate: Any, bdict: dict[str, Any]) -> bool:
+        import hashlib
+        import json
+
+        work = dict(candidate.work or {})
+        digest = hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:12]
+        gkey = f"supernet:{digest}"
+        number = self.storage.add_trial(
+            genome_key=gkey, genome=self.space.genome_to_dict(candidate.genome), budget=bdict,
+            strategy_state=self.strategy.state_dict(), kind="supernet")
+        self.storage.set_meta_value(f"work:{number}", work)  # for a re-queue on --resume
+        self.logger.info("trial %d submitted: supernet search %s", number, work)
+        self._submit(number, candidate.genome, gkey, candidate.budget, attempt=1,
+                     kind="supernet", work=work)
+        return True
+
     def _parent_problem(self, candidate: Any, gkey: str) -> str | None:
         """Why ``candidate`` cannot continue its parent trial, or None when it can: the parent
         must be a finished ok trial of the same network whose budget differs only in (fewer)
@@ -358,7 +427,7 @@ class Runner:
             if flight.attempt <= self.max_retries:
                 self.logger.warning("trial %d lost (%s); retrying", flight.number, exc)
                 self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
-                             flight.attempt + 1, flight.parent)
+                             flight.attempt + 1, flight.parent, flight.kind, flight.work)
                 self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
                 return None
             result = {
@@ -373,7 +442,7 @@ class Runner:
         if result.get("retry") and flight.attempt <= self.max_retries:
             self.logger.warning("trial %d killed (%s); retrying", flight.number, result.get("error"))
             self._submit(flight.number, flight.genome, flight.genome_key, flight.budget,
-                         flight.attempt + 1, flight.parent)
+                         flight.attempt + 1, flight.parent, flight.kind, flight.work)
             self.inflight[next(reversed(self.inflight))].waiters = flight.waiters
             return None
         return self._record(flight, result)
@@ -387,7 +456,7 @@ class Runner:
         import json
 
         for flight in self.inflight.values():
-            if flight.stop_sent:
+            if flight.stop_sent or flight.kind != "train":
                 continue
             path = self.live_dir / f"trial_{flight.number}.jsonl"
             try:
@@ -412,6 +481,14 @@ class Runner:
         """Store a finished evaluation's result as its trial and tell the strategy."""
         status = result.get("status", "failed")
         val_acc = result.get("val_acc") if status in ("ok", "pruned") else None
+        found = None  # the genome a supernet trial found
+        if flight.kind == "supernet":
+            self._show_supernet(flight)  # the epochs not shown yet
+            (self.live_dir / f"trial_{flight.number}.jsonl").unlink(missing_ok=True)
+            if status == "ok" and result.get("genome") is not None:
+                flight.genome = self.space.genome_from_dict(result["genome"])
+                found = self.space.genome_to_dict(flight.genome)
+                flight.genome_key = genome_key(self.space, flight.genome)
         if self.pruner is not None:
             for suffix in (".jsonl", ".stop"):
                 (self.live_dir / f"trial_{flight.number}{suffix}").unlink(missing_ok=True)
@@ -444,6 +521,7 @@ class Runner:
             stderr=record.stderr, worker=record.worker, attempts=record.attempts,
             started_at=record.started_at, finished_at=record.finished_at,
             checkpoint=record.checkpoint, strategy_state=self.strategy.state_dict(),
+            genome=found, genome_key=flight.genome_key if found is not None else None,
         )
         if status == "ok":
             self.logger.info("trial %d ok val_acc=%.4f params=%s", record.number, val_acc or 0.0,
@@ -489,7 +567,8 @@ class Runner:
                 attempt = self.storage.requeue_trial(record.number)
                 self._submit(record.number, genome, record.genome_key,
                              Budget.from_dict(record.budget), attempt=attempt,
-                             parent=record.parent)
+                             parent=record.parent, kind=record.kind,
+                             work=self.storage.meta_value(f"work:{record.number}"))
                 parked = self.storage.meta_value(f"waiters:{record.number}") or []
                 self.inflight[next(reversed(self.inflight))].waiters = [
                     self.space.genome_from_dict(g) for g in parked]
@@ -538,6 +617,7 @@ class Runner:
                     break
                 if self.pruner is not None:
                     self._poll_live()
+                self._poll_supernets()
                 done, _ = wait(list(self.inflight), timeout=0.5 if self.pruner is None else 0.2,
                                return_when=FIRST_COMPLETED)
                 for future in done:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any, Callable
 
 from nasforge.errors import ConfigError
@@ -75,6 +76,9 @@ class TabularEvaluate:
         value = self.table.lookup(genome)
         shape, classes = PUBLISHED_SETUP["input_shape"], PUBLISHED_SETUP["num_classes"]
         width = PUBLISHED_SETUP["channels"]
+        if task.extra.get("save_state"):  # a lookup has no training state; the marker lets a
+            Path(task.extra["save_state"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(task.extra["save_state"]).write_text("tabular")  # promotion "continue" it
         return {
             "trial_number": task.trial_number, "status": "ok", "val_acc": value / 100.0,
             "params": space.count_params(genome, shape, classes, width),

@@ -166,8 +166,13 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
     }
 
 
-def evaluate_task(task: EvalTask) -> dict[str, Any]:
-    """Build, train and measure one genome; every failure becomes a failed result dict."""
+def evaluate_task(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
+                  device: str | None = None, primary: bool = True) -> dict[str, Any]:
+    """Build, train and measure one genome; every failure becomes a failed result dict.
+
+    A data-parallel rank (``nasforge.execution.data_parallel``) passes its ``train_fn``
+    (``trainer.train``'s arguments), its ``device`` and ``primary=False`` on ranks other than
+    0, which then write no checkpoint, state or latency."""
     started = time.time()
     result: dict[str, Any] = {
         "trial_number": task.trial_number,
@@ -176,6 +181,12 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         "attempt": task.attempt,
     }
     try:
+        if task.extra.get("kind") == "supernet":  # one-shot search (nasforge.oneshot)
+            from nasforge.oneshot.search import evaluate_supernet
+
+            result.update(evaluate_supernet(task))
+            result["finished_at"] = time.time()
+            return result
         import torch
 
         from nasforge.evaluation.budget import Budget
@@ -201,7 +212,7 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         budget = budget.replace(seed=task.model_seed % (2**31))
         if task.final:
             budget = budget.replace(patience=None)
-        device = evaluation_device()
+        device = device or evaluation_device()
         stored = _stored_speed(task, device)
         if task.extra.get("probe"):
             result.update(probe_speed(model, splits, budget, device, stored), status="ok")
@@ -212,17 +223,17 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
             resume = torch.load(task.extra["resume_from"], weights_only=True)
         save_state = task.extra.get("save_state")
         stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
-        outcome = train(model, splits, budget, device=device,
+        outcome = (train_fn or train)(model, splits, budget, device=device,
                         on_epoch=_progress_writer(task.progress_path), speed=stored,
                         resume=resume, keep_state=bool(save_state),
                         stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
-        if save_state and outcome.state is not None:
+        if save_state and outcome.state is not None and primary:
             Path(save_state).parent.mkdir(parents=True, exist_ok=True)
             torch.save(outcome.state, save_state)
             result["state"] = save_state
         out = outcome.to_dict()
         out["device"] = device
-        if task.extra.get("latency") and outcome.status == "ok":  # an objective asks for it
+        if task.extra.get("latency") and outcome.status == "ok" and primary:  # an objective asks for it
             from nasforge.objectives import measure_latency
 
             out["latency_ms"] = measure_latency(model, splits.input_shape, device)
@@ -241,7 +252,7 @@ def evaluate_task(task: EvalTask) -> dict[str, Any]:
         )
         if task.final:
             result["test_acc"] = outcome.val_acc
-        if task.checkpoint_path and outcome.status == "ok":
+        if task.checkpoint_path and outcome.status == "ok" and primary:
             Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)
             result["checkpoint"] = task.checkpoint_path

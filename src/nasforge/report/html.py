@@ -514,6 +514,13 @@ def _all_trials(snap: StudySnapshot) -> str:
                      numeric=(0, 2, 3, 4, 5)) + "</details>")
 
 
+def _rungs_section(snap: StudySnapshot) -> str:
+    """Rungs and brackets of a multi-fidelity study (``report/rungs.py``); "" otherwise."""
+    from nasforge.report.rungs import rungs_section
+
+    return rungs_section(snap.path) if snap.path.is_file() else ""
+
+
 def render_report(snap: StudySnapshot, top: int = 5, find_dot: DotFinder = find_dot) -> str:
     """The HTML text of a study report (sections: ``SECTION_IDS``)."""
     trials = snap.trials
@@ -546,12 +553,15 @@ def render_report(snap: StudySnapshot, top: int = 5, find_dot: DotFinder = find_
         _workers_section(snap),
         _failures_section(snap),
         _top_section(snap, top, find_dot),
+        _rungs_section(snap),
         _final_section(snap),
         _all_trials(snap),
     ])
     nav = [("config", "Config"), ("progress", "Progress"), ("distribution", "Distribution"),
            ("tradeoffs", "Size vs accuracy"), ("workers", "Workers"), ("failures", "Failures"),
            ("top", "Top architectures"), ("final", "Final training")]
+    if '<section id="rungs">' in body:
+        nav.insert(-1, ("rungs", "Rungs"))
     return _page(f"nasforge study: {snap.study.get('name')}", subtitle, cards, nav, body)
 
 

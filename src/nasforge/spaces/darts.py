@@ -70,7 +70,7 @@ class DartsSpace(SearchSpace):
 
     name: ClassVar[str] = "darts"
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"mutate", "crossover", "encode", "decisions", "cell"}
+        {"mutate", "crossover", "encode", "decisions", "cell", "supernet"}
     )
 
     def __init__(

@@ -160,7 +160,7 @@ class NB201Space(SearchSpace):
 
     name: ClassVar[str] = "nb201"
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"mutate", "crossover", "encode", "decisions"}
+        {"mutate", "crossover", "encode", "decisions", "supernet"}
     )
 
     def __init__(self, cells: int = 5, channels: int = 16, encoding: str = "onehot") -> None:

@@ -415,10 +415,19 @@ class StudyStorage:
         finished_at: float,
         checkpoint: str | None,
         strategy_state: dict[str, Any] | None,
+        genome: dict[str, Any] | None = None,
+        genome_key: str | None = None,
     ) -> None:
-        """Mark a trial ok or failed with its results (and the strategy state after its tell)."""
+        """Mark a trial ok or failed with its results (and the strategy state after its tell).
+        ``genome``, ``genome_key``: the genome the trial's work produced and its canonical key,
+        stored in place of the submitted ones (a ``supernet`` trial's discretised cell, so
+        final runs, reports and exports find it by its key); None keeps them."""
         try:
             with self._conn:
+                if genome is not None and genome_key is not None:
+                    self._conn.execute(
+                        "UPDATE trials SET genome_json = ?, genome_key = ? WHERE number = ?",
+                        (_dumps(genome), genome_key, number))
                 self._conn.execute(
                     "UPDATE trials SET status = ?, val_acc = ?, params = ?, flops = ?, "
                     "metrics_json = ?, curve_json = ?, error = ?, stderr = ?, worker = ?, "
@@ -504,6 +513,8 @@ class StudyStorage:
         )
         for row in rows:
             trial = self._row_to_trial(row)
+            if trial.kind == "supernet":  # a one-shot search found it: not its training
+                continue
             if trial.status == "ok" or not is_transient_failure(trial.error):
                 return trial
         return None

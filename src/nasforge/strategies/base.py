@@ -34,6 +34,11 @@ class Candidate:
     genome: Any
     budget: Budget
     parent: int | None = None
+    #: the kind of work: ``"train"`` (from scratch, or continue ``parent``) or ``"supernet"``
+    #: (a one-shot search whose result names the genome it found; ``genome`` is then only
+    #: the stand-in stored while it runs, and ``work`` its settings, see nasforge.oneshot)
+    kind: str = "train"
+    work: dict[str, Any] | None = None
 
 
 @dataclass

@@ -85,6 +85,9 @@ class PrefilterStrategy(Strategy):
     def __init__(self, inner: Strategy, spec: str | PrefilterSpec, batch: tuple[Any, Any],
                  seed: int = 0) -> None:
         super().__init__(inner.space, inner.budget, inner.problem, seed)
+        if len(getattr(inner, "ladder", ())) > 1:  # hyperband, asha, bohb on several budgets
+            raise ConfigError(f"the pre-filter cannot wrap {inner.name!r} on several budgets: "
+                              "it drops asks, and a rung waits for all of its results")
         self.inner = inner
         self.spec = parse_prefilter(spec)
         self.batch = batch
@@ -174,6 +177,9 @@ def wrap_strategy(strategy: Strategy, spec: str | PrefilterSpec | None, data: An
     """
     if not spec:
         return strategy
+    if "supernet" in strategy.requires:  # its asks are searches, not networks to score
+        raise ConfigError(f"strategy {strategy.name!r} searches a supernet; a pre-filter "
+                          "(--prefilter) has no networks of it to score: drop it")
     parsed = parse_prefilter(spec)
     splits = data
     if isinstance(data, dict):

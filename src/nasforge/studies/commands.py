@@ -84,6 +84,32 @@ def cmd_study_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_predictors(args: argparse.Namespace) -> int:
+    """Score the performance predictors on a stored study (tau-b and Spearman on held-out
+    networks, against training-set size, beside parameter count)."""
+    from nasforge.predictors import available_predictors
+    from nasforge.predictors.scoring import (
+        default_sizes, load_study_data, score_predictors, table_lines,
+    )
+
+    names = args.predictors.split(",") if args.predictors else available_predictors()
+    unknown = [n for n in names if n not in available_predictors()]
+    if unknown:
+        raise ConfigError(f"unknown predictor(s) {unknown}; known: "
+                          f"{', '.join(available_predictors())}")
+    data = load_study_data(args.study)
+    try:
+        sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
+                 else default_sizes(len(data.genomes)))
+    except ValueError:
+        raise ConfigError(f"--sizes must be integers separated by commas, got {args.sizes!r}")
+    scores = score_predictors(data, names, sizes, repeats=args.repeats, seed=args.seed,
+                              max_test=args.max_test)
+    for line in table_lines(data, scores, args.repeats):
+        print(line)
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``study fidelity`` and ``study report`` to ``subparsers``."""
     study = subparsers.add_parser("study", help="studies of search itself (fidelity of cheap "
@@ -112,6 +138,18 @@ def register(subparsers: Any) -> None:
     rep.add_argument("-o", "--output", default=None,
                      help="folder for tables and plots (default STUDY_fidelity/)")
     rep.set_defaults(func=cmd_study_report)
+
+    pred = sub.add_parser("predictors", help="score the performance predictors on a stored "
+                                             "study (Kendall tau-b, Spearman) beside params")
+    pred.add_argument("study", help="STUDY.db (a search or a fidelity study)")
+    pred.add_argument("--sizes", default=None,
+                      help="training-set sizes, e.g. 10,20 (default: by the study's size)")
+    pred.add_argument("--repeats", type=int, default=20, help="random splits per size")
+    pred.add_argument("--predictors", default=None,
+                      help="comma-separated (default: all: gp, mlp_ensemble, random_forest)")
+    pred.add_argument("--max-test", type=int, default=500, help="held-out networks at most")
+    pred.add_argument("--seed", type=int, default=0)
+    pred.set_defaults(func=cmd_study_predictors)
 
     up = sub.add_parser("upgrade", help="migrate a study file to the current schema (reading "
                                         "commands never write; --resume and train migrate too)")
