@@ -41,7 +41,7 @@ from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 from nasforge.strategies.controllers import (
-    adam_state, load_adam_state, load_module_state, make_controller, module_state,
+    LogitsController, adam_state, load_adam_state, load_module_state, make_controller, module_state,
 )
 from nasforge.strategies.decisions import (
     decision_choices, from_decisions, step_vocabulary, to_decisions,
@@ -107,6 +107,14 @@ class Reinforce(Strategy):
 
     def _sample(self) -> list[Any]:
         seq: list[Any] = []
+        if isinstance(self.controller, LogitsController):  # fast path: no recurrence
+            rows = self.controller.logits.detach().tolist()
+            for step, row in enumerate(rows):
+                allowed, cols = self._allowed_cols(step, seq)
+                top = max(row[c] for c in cols)
+                weights = [math.exp(row[c] - top) for c in cols]
+                seq.append(self.rng.choices(allowed, weights=weights)[0])
+            return seq
         with torch.no_grad():
             state, previous = self.controller.begin(), None
             for step in range(len(self.vocab)):
@@ -136,6 +144,12 @@ class Reinforce(Strategy):
         """Log-probabilities ``[steps, width]`` of the masked step distributions along
         ``seq`` (teacher-forced: each step sees ``seq``'s earlier choices) and the per-step
         entropies ``[steps]`` (nats)."""
+        if isinstance(self.controller, LogitsController):  # all steps at once
+            mask = torch.ones(self.controller.logits.shape, dtype=torch.bool)
+            for step in range(len(self.vocab)):
+                mask[step, self._allowed_cols(step, seq[:step])[1]] = False
+            logp = torch.log_softmax(self.controller.logits.masked_fill(mask, _MASKED), dim=1)
+            return logp, -(logp.exp() * logp).sum(dim=1)
         rows, ents = [], []
         state, previous = self.controller.begin(), None
         for step in range(len(self.vocab)):
