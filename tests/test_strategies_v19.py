@@ -19,7 +19,7 @@ from nasforge.strategies.genetic import compatibility
 NEW = ("genetic", "nsga2", "aco", "reinforce")
 BUDGET = Budget(epochs=1, width=8)
 PROBLEM = Problem((1, 8, 8), 10)
-SETTINGS = {"reinforce": {"lr": 0.05}}  # see benchmarks/strategies.py: 1e-3 learns too slowly
+SETTINGS: dict[str, dict] = {}  # every strategy at its defaults (reinforce: lr 0.03)
 
 
 def make(name: str, space=None, seed: int = 0, **settings):
@@ -96,8 +96,9 @@ def test_bad_settings_name_the_key(name: str, settings: dict, key: str) -> None:
 
 @pytest.mark.parametrize("name", ["aco", "reinforce"])
 def test_decision_strategies_refuse_the_global_space_and_warm_starts(name: str) -> None:
-    with pytest.raises(ConfigError, match="decisions"):
-        make(name, space=get_space("global", max_nodes=6))
+    if name == "reinforce":  # aco walks DeepSwarm's layer paths there (test_strategies_r6)
+        with pytest.raises(ConfigError, match="decisions"):
+            make(name, space=get_space("global", max_nodes=6))
     with pytest.raises(ConfigError, match="init-from"):
         make(name).warm_start([(0, 0, 0, 0, 0, 0)])
 

@@ -308,6 +308,22 @@ def final_picks(storage: Any, config: Any) -> list[Any]:
     return pool[:config.final.top]
 
 
+def _print_hypervolume(search: Any, config: Any) -> None:
+    """A study of two or more objectives: its scaled hypervolume (``nasforge.hypervolume``)."""
+    if len(config.objectives) < 2:
+        return
+    if len(config.objectives) > 2:
+        print(f"hypervolume: 2-D only; this study has {len(config.objectives)} objectives")
+        return
+    from nasforge.hypervolume import space_param_range, study_hypervolume
+
+    hv = study_hypervolume(search.storage.trials(), config.objectives, config.constraints,
+                           space_param_range(search.space, search.problem.input_shape,
+                                             search.problem.num_classes, config.budget.width))
+    print(hv.line(config.objectives) if hv is not None else
+          "hypervolume: none (needs val_acc and one size objective with counted trials)")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from nasforge.api import Search, data_dict, train_final
     from nasforge.execution.executors import make_executor
@@ -357,6 +373,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             genome = search.space.genome_from_dict(best.genome)
             print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params")
             print(f"      {search.space.describe(genome, config.budget.width)}")
+            _print_hypervolume(search, config)
             if search.tabular:
                 metrics = best.metrics
                 print(f"tabular benchmark run: the best cell's table value is "

@@ -335,8 +335,15 @@ def _tradeoff_section(snap: StudySnapshot) -> str:
         '<div class="grid2">'
         f"<div>{img_tag(plots.plot_accuracy_vs_cost(snap.trials, 'params'), 'accuracy vs parameters')}</div>"
         f"<div>{img_tag(plots.plot_accuracy_vs_cost(snap.trials, 'flops'), 'accuracy vs FLOPs')}</div>"
-        "</div>" + front_html
+        "</div>" + front_html + _front_growth(snap)
     ))
+
+
+def _front_growth(snap: StudySnapshot) -> str:
+    """A two-objective study's front as it grew and its hypervolume (report/front.py)."""
+    from nasforge.report.front import front_growth_html
+
+    return front_growth_html(snap, _space_of(snap.config))
 
 
 def _workers_section(snap: StudySnapshot) -> str:

@@ -73,8 +73,15 @@ class Strategy(abc.ABC):
     name: ClassVar[str] = "base"
     requires: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def missing_capabilities(cls, space: SearchSpace) -> frozenset[str]:
+        """The capabilities of ``requires`` that ``space`` lacks (empty: the strategy runs on
+        it). A strategy that also works on one space without them by other means (the ant
+        colony's layer paths on the global space) overrides this."""
+        return frozenset(cls.requires - space.capabilities)
+
     def __init__(self, space: SearchSpace, budget: Budget, problem: Problem, seed: int) -> None:
-        missing = self.requires - space.capabilities
+        missing = self.missing_capabilities(space)
         if missing:
             raise ConfigError(
                 f"strategy {self.name!r} needs space capabilities {sorted(missing)} "
