@@ -415,3 +415,16 @@ def test_the_prefilter_refuses_a_multi_fidelity_strategy() -> None:
     inner = get_strategy("hyperband", get_space("nb201"), Budget(epochs=9), PROBLEM, 0)
     with pytest.raises(ConfigError, match="cannot wrap 'hyperband' on several budgets"):
         PrefilterStrategy(inner, "params:3:1", (None, None))
+
+
+def test_asha_kept_order_gives_the_rule_it_documents() -> None:
+    from nasforge.strategies.asha import promotable
+
+    rng = random.Random(3)
+    strategy = ASHA(get_space("nb201"), Budget(epochs=9), PROBLEM, 4)
+    for number in range(1, 60):
+        c = strategy.ask()
+        fit = None if number % 7 == 0 else rng.random()
+        strategy.tell(Observation(number, c.genome, c.budget, "ok" if fit else "failed", fit))
+        for level, members in enumerate(strategy.levels):  # incremental == sorted afresh
+            assert promotable(members, 3, strategy._order[level]) == promotable(members, 3)

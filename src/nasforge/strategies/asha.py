@@ -22,6 +22,8 @@ highest rung reached (:meth:`MultiFidelity.incumbent`).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Any
 
 from nasforge.errors import ConfigError
@@ -32,12 +34,15 @@ from nasforge.strategies.brackets import DEFAULT_ETA
 from nasforge.strategies.multi_fidelity import MultiFidelity, rank_key
 
 
-def promotable(members: list[dict[str, Any]], eta: int) -> list[int]:
+def promotable(members: list[dict[str, Any]], eta: int,
+               order: list[tuple[float, int]] | None = None) -> list[int]:
     """Indices of ``members`` (one rung's results) in its top ``floor(len / eta)``, best first,
-    failed ones never, that were not promoted yet."""
-    ok = [i for i, m in enumerate(members) if m["fitness"] is not None]
-    ok.sort(key=lambda i: (-rank_key(members[i]["fitness"]), i))
-    return [i for i in ok[:len(members) // eta] if not members[i]["promoted"]]
+    failed ones never, that were not promoted yet. ``order``: the ok members as sorted
+    ``(-fitness, index)`` pairs, when the caller keeps them (else sorted here)."""
+    if order is None:
+        order = sorted((-rank_key(m["fitness"]), i) for i, m in enumerate(members)
+                       if m["fitness"] is not None)
+    return [i for _, i in order[:len(members) // eta] if not members[i]["promoted"]]
 
 
 @register_strategy("asha")
@@ -57,12 +62,19 @@ class ASHA(MultiFidelity):
             raise ConfigError(f"asha: early_stop_rate must be in 0..{len(self.ladder) - 1}")
         self.start = early_stop_rate
         self.levels: list[list[dict[str, Any]]] = [[] for _ in self.ladder]
+        self._order: list[list[tuple[float, int]]] = [[] for _ in self.ladder]  # not state
+
+    def _sort(self) -> None:
+        self._order = [sorted((-rank_key(m["fitness"]), i) for i, m in enumerate(members)
+                              if m["fitness"] is not None) for members in self.levels]
 
     def ask(self) -> Candidate:
         for level in range(len(self.ladder) - 2, self.start - 1, -1):
-            chosen = promotable(self.levels[level], self.eta)
-            if chosen:
-                member = self.levels[level][chosen[0]]
+            members, order = self.levels[level], self._order[level]
+            chosen = next((i for _, i in itertools.islice(order, len(members) // self.eta)
+                           if not members[i]["promoted"]), None)  # promotable()'s first
+            if chosen is not None:
+                member = members[chosen]
                 member["promoted"] = True
                 genome = self.space.genome_from_dict(member["genome"])
                 return self._candidate(genome, level + 1, level + 1, parent=member["number"])
@@ -71,7 +83,11 @@ class ASHA(MultiFidelity):
     def tell(self, observation: Observation) -> None:
         ask = self._match(observation)
         if ask is not None:
-            self.levels[ask["level"]].append(self.member(observation))
+            members = self.levels[ask["level"]]
+            members.append(self.member(observation))
+            if members[-1]["fitness"] is not None:
+                bisect.insort(self._order[ask["level"]],
+                              (-members[-1]["fitness"], len(members) - 1))
 
     def rungs(self) -> list[list[dict[str, Any]]]:
         return self.levels
@@ -90,3 +106,4 @@ class ASHA(MultiFidelity):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.levels = [list(level) for level in state.get("levels", [[] for _ in self.ladder])]
+        self._sort()
