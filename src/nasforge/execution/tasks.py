@@ -167,7 +167,10 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
 
 
 def evaluate_task(task: EvalTask) -> dict[str, Any]:
-    """Build, train and measure one genome; every failure becomes a failed result dict."""
+    """Build, train and measure one genome; every failure becomes a failed result dict.
+
+    A task with ``extra["kind"] == "supernet"`` is a one-shot search instead
+    (:func:`nasforge.oneshot.search.evaluate_supernet`): its result names the genome found."""
     started = time.time()
     result: dict[str, Any] = {
         "trial_number": task.trial_number,
