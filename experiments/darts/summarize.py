@@ -46,7 +46,7 @@ def main(paths: list[str]) -> int:
             ops = m["operations"]
             print("  final softmax(alpha) per edge (" + ", ".join(ops) + "):")
             for row in last:
-                print("    " + "  ".join(f"{p:.3f}" for p in row))
+                print("    " + "  ".join(f"{p:.4f}" for p in row))
             print(f"  cell: {m['cell']}")
             if table is not None:
                 print(f"  NAS-Bench-201 table, CIFAR-10 test acc of this cell: "
