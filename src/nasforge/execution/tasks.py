@@ -172,7 +172,9 @@ def evaluate_task(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
 
     A data-parallel rank (``nasforge.execution.data_parallel``) passes its ``train_fn``
     (``trainer.train``'s arguments), its ``device`` and ``primary=False`` on ranks other than
-    0, which then write no checkpoint, state or latency."""
+    0, which then write no checkpoint, state or latency. A task with ``extra["kind"] ==
+    "supernet"`` is a one-shot search instead (:func:`nasforge.oneshot.search.evaluate_supernet`):
+    its result names the genome found."""
     started = time.time()
     result: dict[str, Any] = {
         "trial_number": task.trial_number,

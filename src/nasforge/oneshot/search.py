@@ -348,8 +348,10 @@ def evaluate_supernet(task: Any) -> dict[str, Any]:
     and return a result dict whose ``genome`` is the discretised genome (as the space's JSON),
     ``val_acc`` the supernet's accuracy on (part of) the architecture half of the training
     split, and ``metrics`` the per-epoch history (``alphas``, ``skips``, ``cell``,
-    ``val_acc``). Exceptions propagate: :func:`nasforge.execution.tasks.evaluate_task`
-    turns them into a failed result with the reason."""
+    ``val_acc``). The budget's optimizer, learning rate, schedule, augmentation and speed
+    options are not used: the supernet has its own (:class:`SupernetSettings`). Exceptions
+    propagate: :func:`nasforge.execution.tasks.evaluate_task` turns them into a failed
+    result with the reason."""
     from nasforge.evaluation.budget import Budget
     from nasforge.evaluation.metrics import Normalizer
     from nasforge.evaluation.trainer import set_determinism
