@@ -32,7 +32,6 @@ the last epoch within the limit (the current one if none was).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
