@@ -9,7 +9,7 @@ import socket
 import statistics
 import subprocess
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ import nasforge
 from nasforge.config import SearchConfig
 from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
-from nasforge.execution.executors import make_executor
+from nasforge.execution.executors import make_executor, shutdown_now
 from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
 from nasforge.execution.guard import check_not_bootstrapping
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
+from nasforge.execution.stops import GracefulStop
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
 from nasforge.spaces import get_space
 from nasforge.spaces.base import SearchSpace
@@ -183,6 +184,7 @@ class FinalResult:
     params: int | None
     test_accs: list[float]
     failures: list[str]
+    interrupted: list[int] = field(default_factory=list)  # seeds cut by Ctrl-C
 
     @property
     def mean(self) -> float | None:
@@ -315,6 +317,7 @@ def train_final(
     workers: int = 1,
     max_seconds: float | None = None,
     seconds_left: float | None = None,
+    grace_period: float = 30.0,
 ) -> list[FinalResult] | None:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
     measure test accuracy and store every run in the study.
@@ -326,7 +329,11 @@ def train_final(
     Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
     per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
     estimate by cutting epochs; when the estimate does not fit in ``seconds_left`` (what is
-    left of a time limit) nothing is trained and None is returned (left for ``--resume``)."""
+    left of a time limit) nothing is trained and None is returned (left for ``--resume``).
+
+    A first Ctrl-C lets running runs go on for ``grace_period`` seconds, a second ends them at
+    once; runs cut either way are stored as ``interrupted`` (``FinalResult.interrupted`` names
+    their seeds) and trained by the next resume."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
     keys = {id(genome): genome_key(space, genome) for _, genome in entries}
@@ -379,16 +386,55 @@ def train_final(
             watchers[progress] = (trial_number, seed_index, 0)
     pending = set(futures)
     try:
-        while pending:
-            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-            _report_progress(watchers, budget.epochs, reporter)
-            for future in done:
-                _record_final(future, futures[future], storage, space, budget, results, reporter,
-                              plan.per_run)
+        with GracefulStop(grace_period, reporter.message, "running final runs") as stop:
+            while pending and not stop.expired():
+                done, pending = wait(pending, timeout=0.5 if stop.requested else 2.0,
+                                     return_when=FIRST_COMPLETED)
+                _report_progress(watchers, budget.epochs, reporter)
+                for future in done:
+                    if stop.requested and _cut_by_stop(future):  # killed by the stop itself
+                        pending.add(future)
+                        continue
+                    _record_final(future, futures[future], storage, space, budget, results,
+                                  reporter, plan.per_run)
+                if stop.hard:
+                    break
+            if pending:  # cut by Ctrl-C: stored as interrupted; --resume trains them again
+                shutdown_now(executor)
+                for future in pending:
+                    _record_interrupted(futures[future], storage, space, budget, results,
+                                        reporter)
     finally:  # stored runs keep their curves; the live files are spent, also after a Ctrl-C
         for progress in watchers:
             progress.unlink(missing_ok=True)
     return list(results.values())
+
+
+def _cut_by_stop(future: Any) -> bool:
+    """Whether a finished final run's future ended because the stop killed its process."""
+    try:
+        result = future.result()
+    except Exception:  # noqa: BLE001 - its worker was killed
+        return True
+    return bool(result.get("retry"))
+
+
+def _record_interrupted(entry: tuple[int | None, Any, str, int], storage: StudyStorage,
+                        space: SearchSpace, budget: Budget, results: dict[str, FinalResult],
+                        reporter: Reporter) -> None:
+    """Store a final run cut short by Ctrl-C as ``interrupted`` (not a failure: a resume
+    trains it, as it trains a seed the study lacks)."""
+    trial_number, genome, gkey, seed_index = entry
+    item = results.setdefault(gkey, FinalResult(
+        trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
+        None, [], []))
+    item.interrupted.append(seed_index)
+    storage.add_final_run(
+        trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
+        budget=budget.to_dict(), seed=seed_index, status="interrupted", val_acc=None,
+        test_acc=None, params=None, metrics={"error": "interrupted (Ctrl-C)"}, checkpoint=None)
+    reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: interrupted; "
+                     "--resume trains it")
 
 
 def _stored_final_runs(storage: StudyStorage, budget: Budget) -> dict[tuple[str, int], Any]:

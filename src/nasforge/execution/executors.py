@@ -459,18 +459,36 @@ def make_executor(run: RunConfig, startup_timeout: float | None = None) -> Execu
             "its own search; launch as `mpiexec -n N python -m mpi4py.futures -m nasforge "
             "search ...` (rank 0 searches, the others evaluate)"
         )
-    return EXECUTORS.get(run.executor)(run, timeout)
+    from nasforge.execution.stops import descendants
+
+    before = set(descendants())
+    executor = EXECUTORS.get(run.executor)(run, timeout)
+    if not isinstance(executor, _LocalExecutor):  # what it started, for shutdown_now
+        try:
+            executor.nasforge_pids = sorted(set(descendants()) - before)  # type: ignore[attr-defined]
+        except AttributeError:  # an executor class with __slots__
+            pass
+    return executor
+
+
+def owned_processes(executor: Executor) -> list[int]:
+    """Process ids the executor started: a local pool's processes, else the child processes
+    of this one that appeared while it was made (``orted`` of a spawned MPI pool, a local Dask
+    cluster's nannies); their descendants (the evaluations) go with them."""
+    pids = [p.pid for p in (getattr(executor, "_processes", None) or {}).values()
+            if getattr(p, "pid", None)]
+    return pids + list(getattr(executor, "nasforge_pids", ()))
 
 
 def shutdown_now(executor: Executor) -> None:
-    """Stop an executor without waiting for running evaluations (they are re-queued later)."""
-    processes: dict[Any, Any] = dict(getattr(executor, "_processes", None) or {})
+    """Stop an executor without waiting for running evaluations (they are re-queued later):
+    the process trees it started are killed (workers and their evaluation children), so no
+    later ``shutdown(wait=True)`` waits on a training that goes on."""
+    from nasforge.execution.stops import kill_trees
+
+    owned = owned_processes(executor)
     try:
         executor.shutdown(wait=False, cancel_futures=True)
     except Exception:
         pass
-    for proc in list(processes.values()):
-        try:
-            proc.terminate()
-        except Exception:
-            pass
+    kill_trees(owned)
