@@ -23,7 +23,7 @@ import yaml
 from conftest import tiny_config_dict
 from nasforge.storage import StudyStorage
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(os.environ.get("NASFORGE_TEST_SRC") or Path(__file__).resolve().parent.parent / "src")
 needs_mpi = pytest.mark.skipif(
     not (importlib.util.find_spec("mpi4py") and shutil.which("mpiexec")),
     reason="mpi4py or an MPI library not installed")
