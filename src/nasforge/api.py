@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import platform
 import socket
 import statistics
@@ -104,18 +105,25 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool) -> StudyStorage:
-    """Create a new study, or open one to resume (refusing another config unless forced)."""
+def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool,
+               data: dict[str, Any] | None = None) -> StudyStorage:
+    """Create a new study, or open one to resume (refusing another config unless forced).
+
+    ``data`` holds ``fingerprint`` and ``labels`` (``nasforge.data.fingerprint``): stored in a
+    new study; a resume on data whose fingerprint differs from the stored one is refused
+    (StorageError naming both) unless ``force``, which stores the new one."""
     path = Path(path)
     identity = json.loads(json.dumps(config.identity(), default=list))
     if not resume:
         if path.exists():
             raise StorageError(f"{path} already exists; add --resume to continue it, or pick "
                                "another --storage")
-        return StudyStorage.create(
+        storage = StudyStorage.create(
             path, name=config.name, config=config.to_dict(), identity=identity,
             identity_hash=config.identity_hash(), provenance=provenance(),
         )
+        _store_data_facts(storage, data)
+        return storage
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
     # read first (a refused resume writes nothing), as the one driver of the study
@@ -131,9 +139,35 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
             )
         storage.upgrade()
         storage.replace_identity(identity, config.identity_hash())
+    stored_fp = storage.meta_value("data_fingerprint")
+    if (data is not None and stored_fp is not None
+            and stored_fp.get("sha256") != data["fingerprint"]["sha256"] and not force):
+        from nasforge.data.fingerprint import describe_fingerprint
+
+        storage.close()
+        raise StorageError(
+            f"{path} was trained on other data (stored {describe_fingerprint(stored_fp)}; now "
+            f"{describe_fingerprint(data['fingerprint'])}); it was left untouched; use --force "
+            "to resume it anyway")
     storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
     storage.update_config(config.to_dict(), provenance())
+    _store_data_facts(storage, data)
     return storage
+
+
+def _store_data_facts(storage: StudyStorage, data: dict[str, Any] | None) -> None:
+    """Keep the data fingerprint and the label mapping in the study (meta values)."""
+    if data is not None:
+        storage.set_meta_value("data_fingerprint", data["fingerprint"])
+        storage.set_meta_value("label_mapping", data["labels"])
+
+
+def data_facts(config: SearchConfig) -> dict[str, Any]:
+    """The fingerprint and label mapping of the configured data (loads it in this process)."""
+    from nasforge.data.fingerprint import data_fingerprint, label_mapping
+
+    splits = load_splits(data_dict(config))
+    return {"fingerprint": data_fingerprint(splits), "labels": label_mapping(splits)}
 
 
 def _takes_objectives(strategy: str) -> bool:
@@ -172,6 +206,63 @@ def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
         return [space.genome_from_dict(item) for item in read_genome_items(path)]
     with StudyStorage.open(path) as storage:
         return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
+
+
+def load_genome_items(source: str | Path) -> list[Any]:
+    """The raw genome mappings of a genome file (see nasforge.spaces.genome_file) or of a study
+    database (its ok trials, best first), not yet parsed by a space."""
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"--init-from: {path} not found")
+    if path.suffix == ".json":
+        from nasforge.spaces.genome_file import read_genome_items
+
+        return read_genome_items(path)
+    with StudyStorage.open(path) as storage:
+        return [t.genome for t in storage.best(10**9)]
+
+
+def sort_warm_start(space: SearchSpace, problem: Problem, budget: Budget, items: list[Any],
+                    source: str) -> tuple[list[Any], str]:
+    """Parse and check ``--init-from`` genomes for this space, problem and budget: the usable
+    ones (first occurrence of each network) and one line saying how many were read, used and
+    skipped, and why (the most common reasons, with counts)."""
+    from collections import Counter
+
+    from nasforge.errors import NasforgeError
+
+    used: list[Any] = []
+    keys: set[str] = set()
+    why: Counter[str] = Counter()
+    for item in items:
+        try:
+            genome = space.genome_from_dict(item)
+            validate_for = getattr(space, "validate_for", None)
+            reasons = (validate_for(genome, problem.input_shape, problem.num_classes,
+                                    budget.width) if validate_for is not None
+                       else space.validate(genome))
+        except NasforgeError as exc:
+            why[f"unreadable for the {space.name} space ({str(exc).split(': ')[-1][:80]})"] += 1
+            continue
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            why[f"unreadable ({type(exc).__name__})"] += 1
+            continue
+        if reasons:  # grouped without the node number: "node 3: operation ..." -> "operation ..."
+            why[re.sub(r"^node \d+: ", "", str(reasons[0]))[:100]] += 1
+            continue
+        key = genome_key(space, genome)
+        if key in keys:
+            why["the same network as an earlier one"] += 1
+            continue
+        keys.add(key)
+        used.append(genome)
+    line = (f"--init-from {source}: read {len(items)} genome(s), using {len(used)}, skipped "
+            f"{len(items) - len(used)}")
+    if why:
+        line += ": " + "; ".join(f"{n} {reason}" for reason, n in why.most_common(3))
+        if len(why) > 3:
+            line += f"; {sum(why.values()) - sum(n for _, n in why.most_common(3))} other"
+    return used, line
 
 
 @dataclass
@@ -244,18 +335,24 @@ class Search:
 
             self.strategy = wrap_strategy(self.strategy, config.prefilter, data_dict(config),
                                           config.seed)
+        self.reporter = reporter or Reporter(enabled=False)
         # read the warm-start genomes first: a bad --init-from must not leave an empty study
-        warm = load_genomes(self.space, init_from) if init_from is not None else None
-        self.storage = open_study(storage_path, config, resume=resume, force=force)
+        warm = None
+        if init_from is not None:
+            warm, line = sort_warm_start(self.space, self.problem, config.budget,
+                                         load_genome_items(init_from), str(init_from))
+            self.reporter.message(line)
+            self.init_from_note = line
+        self.storage = open_study(storage_path, config, resume=resume, force=force,
+                                  data=None if self.tabular else data_facts(config))
         self._created = not resume
         self.run_number = self.storage.start_run(
             provenance(), {"run": config.to_dict()["run"], "resume": resume, "force": force})
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
-        elif warm is not None:
+        elif warm:
             self.strategy.warm_start(warm)
-        self.reporter = reporter or Reporter(enabled=False)
 
     def run(self, executor: Executor | None = None) -> RunSummary:
         """Run the search to its stopping criterion."""
