@@ -6,6 +6,7 @@ equal to the key given (a trial number, ``trial.attempt``, an epoch). Actions:
 
 - ``sleep:S``: sleep S seconds (slows a phase so a test can interrupt it);
 - ``kill``: SIGKILL this process (a driver, a worker or an evaluation child dies here);
+- ``kill-parent``: SIGKILL this process's parent (from an evaluation child: its worker);
 - ``kill-group``: SIGKILL the process group of this process's session leader (from an
   evaluation child: the driver and its workers, as a node that is lost).
 
@@ -39,5 +40,7 @@ def fault_point(point: str, key: object = None) -> None:
             time.sleep(float(action[len("sleep:"):]))
         elif action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "kill-parent":
+            os.kill(os.getppid(), signal.SIGKILL)
         elif action == "kill-group":
             os.killpg(os.getsid(0), signal.SIGKILL)
