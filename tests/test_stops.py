@@ -167,6 +167,13 @@ def _long_trials_config(folder: Path, **run) -> Path:
     return path
 
 
+def _count_running(db: Path) -> int:
+    try:
+        return _running(db)
+    except Exception:  # noqa: BLE001 - the study is still being created
+        return 0
+
+
 def _running(db: Path) -> int:
     with StudyStorage.open(db) as store:
         return store.count("running")
@@ -211,3 +218,23 @@ def test_ctrl_c_while_loading_or_planning_stops_at_once(tmp_path) -> None:
     code, out, err, ended = cmd.finish(30)
     assert ended - last < 10, err
     assert code in (0, 130) and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_second_ctrl_c_in_study_fidelity_ends_at_once(tmp_path) -> None:
+    from test_fidelity import _tiny_raw
+
+    (tmp_path / "fid.yaml").write_text(yaml.safe_dump(_tiny_raw(run={"workers": 1})))
+    cmd = Command(["study", "fidelity", "fid.yaml", "--storage", "fid.db"], tmp_path,
+                  NASFORGE_FAULTS="eval-start=sleep:30")  # every evaluation runs for 30 s
+    deadline = time.time() + 40
+    while time.time() < deadline and cmd.proc.poll() is None:
+        if (tmp_path / "fid.db").exists() and _count_running(tmp_path / "fid.db"):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    last = cmd.ctrl_c(2)
+    code, out, err, ended = cmd.finish(30)
+    assert ended - last < 10, err
+    assert "Traceback" not in err
+    assert _running(tmp_path / "fid.db") == 1  # the cut evaluation is left for --resume
