@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import platform
 import socket
 import statistics
@@ -16,6 +15,7 @@ from typing import Any
 
 import nasforge
 from nasforge.config import SearchConfig
+from nasforge.data.fingerprint import data_facts, store_data_facts
 from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.executors import make_executor, shutdown_now
@@ -27,6 +27,7 @@ from nasforge.execution.stops import GracefulStop
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
 from nasforge.spaces import get_space
 from nasforge.spaces.base import SearchSpace
+from nasforge.spaces.warm_start import load_genome_items, sort_warm_start
 from nasforge.storage.sqlite import (
     StudyStorage,
     TrialRecord,
@@ -122,7 +123,7 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
             path, name=config.name, config=config.to_dict(), identity=identity,
             identity_hash=config.identity_hash(), provenance=provenance(),
         )
-        _store_data_facts(storage, data)
+        store_data_facts(storage, data)
         return storage
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
@@ -151,23 +152,8 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
             "to resume it anyway")
     storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
     storage.update_config(config.to_dict(), provenance())
-    _store_data_facts(storage, data)
+    store_data_facts(storage, data)
     return storage
-
-
-def _store_data_facts(storage: StudyStorage, data: dict[str, Any] | None) -> None:
-    """Keep the data fingerprint and the label mapping in the study (meta values)."""
-    if data is not None:
-        storage.set_meta_value("data_fingerprint", data["fingerprint"])
-        storage.set_meta_value("label_mapping", data["labels"])
-
-
-def data_facts(config: SearchConfig) -> dict[str, Any]:
-    """The fingerprint and label mapping of the configured data (loads it in this process)."""
-    from nasforge.data.fingerprint import data_fingerprint, label_mapping
-
-    splits = load_splits(data_dict(config))
-    return {"fingerprint": data_fingerprint(splits), "labels": label_mapping(splits)}
 
 
 def _takes_objectives(strategy: str) -> bool:
@@ -206,63 +192,6 @@ def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
         return [space.genome_from_dict(item) for item in read_genome_items(path)]
     with StudyStorage.open(path) as storage:
         return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
-
-
-def load_genome_items(source: str | Path) -> list[Any]:
-    """The raw genome mappings of a genome file (see nasforge.spaces.genome_file) or of a study
-    database (its ok trials, best first), not yet parsed by a space."""
-    path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"--init-from: {path} not found")
-    if path.suffix == ".json":
-        from nasforge.spaces.genome_file import read_genome_items
-
-        return read_genome_items(path)
-    with StudyStorage.open(path) as storage:
-        return [t.genome for t in storage.best(10**9)]
-
-
-def sort_warm_start(space: SearchSpace, problem: Problem, budget: Budget, items: list[Any],
-                    source: str) -> tuple[list[Any], str]:
-    """Parse and check ``--init-from`` genomes for this space, problem and budget: the usable
-    ones (first occurrence of each network) and one line saying how many were read, used and
-    skipped, and why (the most common reasons, with counts)."""
-    from collections import Counter
-
-    from nasforge.errors import NasforgeError
-
-    used: list[Any] = []
-    keys: set[str] = set()
-    why: Counter[str] = Counter()
-    for item in items:
-        try:
-            genome = space.genome_from_dict(item)
-            validate_for = getattr(space, "validate_for", None)
-            reasons = (validate_for(genome, problem.input_shape, problem.num_classes,
-                                    budget.width) if validate_for is not None
-                       else space.validate(genome))
-        except NasforgeError as exc:
-            why[f"unreadable for the {space.name} space ({str(exc).split(': ')[-1][:80]})"] += 1
-            continue
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            why[f"unreadable ({type(exc).__name__})"] += 1
-            continue
-        if reasons:  # grouped without the node number: "node 3: operation ..." -> "operation ..."
-            why[re.sub(r"^node \d+: ", "", str(reasons[0]))[:100]] += 1
-            continue
-        key = genome_key(space, genome)
-        if key in keys:
-            why["the same network as an earlier one"] += 1
-            continue
-        keys.add(key)
-        used.append(genome)
-    line = (f"--init-from {source}: read {len(items)} genome(s), using {len(used)}, skipped "
-            f"{len(items) - len(used)}")
-    if why:
-        line += ": " + "; ".join(f"{n} {reason}" for reason, n in why.most_common(3))
-        if len(why) > 3:
-            line += f"; {sum(why.values()) - sum(n for _, n in why.most_common(3))} other"
-    return used, line
 
 
 @dataclass

@@ -45,3 +45,18 @@ def describe_fingerprint(fp: dict[str, Any]) -> str:
             f"{fp.get('num_classes')} classes, "
             f"{'/'.join(str(sizes.get(p)) for p in ('train', 'val', 'test'))} images, "
             f"sha256 {str(fp.get('sha256'))[:8]}")
+
+
+def store_data_facts(storage: Any, data: dict[str, Any] | None) -> None:
+    """Keep the data fingerprint and the label mapping in the study (meta values)."""
+    if data is not None:
+        storage.set_meta_value("data_fingerprint", data["fingerprint"])
+        storage.set_meta_value("label_mapping", data["labels"])
+
+
+def data_facts(config: Any) -> dict[str, Any]:
+    """The fingerprint and label mapping of the configured data (loads it in this process)."""
+    from nasforge.execution.tasks import load_splits
+
+    splits = load_splits(config.data.task_dict())
+    return {"fingerprint": data_fingerprint(splits), "labels": label_mapping(splits)}
