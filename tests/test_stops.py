@@ -238,3 +238,22 @@ def test_second_ctrl_c_in_study_fidelity_ends_at_once(tmp_path) -> None:
     assert ended - last < 10, err
     assert "Traceback" not in err
     assert _running(tmp_path / "fid.db") == 1  # the cut evaluation is left for --resume
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("distributed"), reason="dask not installed")
+@pytest.mark.timeout(90)
+def test_dask_first_then_second_ctrl_c(tmp_path) -> None:
+    """Dask: the first Ctrl-C waits (the grace period is long), the second ends everything
+    within 10 s, the local cluster's processes included."""
+    cfg = _long_trials_config(tmp_path, grace_period=120)
+    cmd = Command(["search", str(cfg), "--storage", "d.db", "--executor", "dask"], tmp_path)
+    cmd.wait_for("worker(s) on dask")
+    time.sleep(1.0)
+    cmd.ctrl_c(1)
+    time.sleep(2.0)
+    assert cmd.proc.poll() is None  # still within the grace period
+    last = cmd.ctrl_c(1)
+    code, out, err, ended = cmd.finish(30)
+    assert ended - last < 10, err
+    assert "Traceback" not in err, err
+    assert _running(tmp_path / "d.db") == 1

@@ -370,12 +370,29 @@ class _DaskExecutor(Executor):
         if self._closed:
             return
         self._closed = True
+        # a stop (no wait) has killed the cluster's processes already: do not wait for them
+        if not wait:
+            self._stop_now()
+            return
         try:
-            self._inner.shutdown(wait=wait and not cancel_futures)
+            self._inner.shutdown(wait=not cancel_futures)
         finally:
             self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
+
+    def _stop_now(self) -> None:
+        """Close without waiting: a stop has killed (or will kill) the cluster's processes, so
+        a close that waits for them, here or in Dask's own exit handler (10 s), only delays the
+        exit."""
+        for close in (lambda: self._inner.shutdown(wait=False), lambda: self._client.close(
+                timeout=1.0), lambda: self._cluster and self._cluster.close(timeout=1.0)):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a timeout or a dead connection: going anyway
+                pass
+        if self._cluster is not None:  # Dask's exit handler would wait for it again
+            self._cluster.shutdown_on_close = False
 
 
 # ------------------------------------------------------------------------------ common
@@ -484,8 +501,9 @@ def shutdown_now(executor: Executor) -> None:
     """Stop an executor without waiting for running evaluations (they are re-queued later):
     the process trees it started are killed (workers and their evaluation children), so no
     later ``shutdown(wait=True)`` waits on a training that goes on."""
-    from nasforge.execution.stops import kill_trees
+    from nasforge.execution.stops import kill_trees, quiet_engines
 
+    quiet_engines()
     owned = owned_processes(executor)
     try:
         executor.shutdown(wait=False, cancel_futures=True)
