@@ -122,6 +122,9 @@ def test_second_ctrl_c_in_final_training_ends_at_once_and_resume_finishes_it(tmp
     assert _final_statuses(tmp_path / "f.db") == ["interrupted"]
     with StudyStorage.open(tmp_path / "f.db") as store:
         assert store.count("ok") == 1  # the search trial finished before: kept
+    shown = subprocess.run([sys.executable, "-m", "nasforge", "best", "f.db"], env=_env(),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "seed 0 width 4: interrupted (Ctrl-C; --resume trains it)" in shown.stdout
     done = subprocess.run([sys.executable, "-m", "nasforge", "search", str(cfg), "--storage",
                            "f.db", "--resume"], env=_env(), cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)

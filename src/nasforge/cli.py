@@ -487,9 +487,11 @@ def cmd_best(args: argparse.Namespace) -> int:
         if finals:
             print("final trainings:")
             for f in finals:
-                acc = f"{f.test_acc:.4f}" if f.test_acc is not None else f.status
+                acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
+                if f.status == "interrupted":
+                    acc += " (Ctrl-C; --resume trains it)"
                 print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
-                      f"test acc {acc}")
+                      f"{acc}")
     return 0 if found else 1
 
 
