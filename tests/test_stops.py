@@ -110,55 +110,62 @@ def _final_statuses(db: Path) -> list[str]:
         return [f.status for f in store.final_runs()]
 
 
-@pytest.mark.timeout(90)
-def test_second_ctrl_c_in_final_training_ends_at_once_and_resume_finishes_it(tmp_path) -> None:
-    cfg = _final_config(tmp_path, grace_period=120)
-    cmd = Command(["search", str(cfg), "--storage", "f.db"], tmp_path, **SLOW_FINAL)
-    cmd.wait_for("epoch 1/40")
-    last = cmd.ctrl_c(2)
+@pytest.mark.timeout(180)
+def test_ctrl_c_in_planning_final_training_and_train_then_resume_finishes(tmp_path) -> None:
+    """One study through every final-training phase (one search trial, then the runs):
+
+    1. one Ctrl-C while the final step is being planned: stops at once (status 130);
+    2. ``--resume``, one Ctrl-C at epoch 1 of the final run: the grace period (1 s), then
+       the run is cut and stored as ``interrupted``;
+    3. ``--resume`` with a long grace period, two Ctrl-C: ends within 10 s, ``interrupted``
+       again, and ``nasforge best`` shows it so;
+    4. ``nasforge train STUDY --best``, two Ctrl-C: the same, status 130;
+    5. ``--resume`` finishes the final run.
+    Each time no process of the command is left.
+    """
+    cfg = _final_config(tmp_path, grace_period=1)
+    search = ["search", str(cfg), "--storage", "f.db"]
+
+    cmd = Command(search, tmp_path)
+    cmd.wait_for("final training of the best")
+    last = cmd.ctrl_c(1)
     code, out, err, ended = cmd.finish(30)
-    assert ended - last < 10, err
-    assert "interrupted; continue with --resume" in out and "Traceback" not in err
-    assert _final_statuses(tmp_path / "f.db") == ["interrupted"]
+    assert ended - last < 10 and code == 130 and "Traceback" not in err, err
     with StudyStorage.open(tmp_path / "f.db") as store:
         assert store.count("ok") == 1  # the search trial finished before: kept
-    shown = subprocess.run([sys.executable, "-m", "nasforge", "best", "f.db"], env=_env(),
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert "seed 0 width 4: interrupted (Ctrl-C; --resume trains it)" in shown.stdout
-    done = subprocess.run([sys.executable, "-m", "nasforge", "search", str(cfg), "--storage",
-                           "f.db", "--resume"], env=_env(), cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert _final_statuses(tmp_path / "f.db") == ["interrupted", "ok"]
 
-
-@pytest.mark.timeout(60)
-def test_first_ctrl_c_in_final_training_honours_the_grace_period(tmp_path) -> None:
-    cfg = _final_config(tmp_path, grace_period=1)
-    cmd = Command(["search", str(cfg), "--storage", "f.db"], tmp_path, **SLOW_FINAL)
+    cmd = Command(search + ["--resume"], tmp_path, **SLOW_FINAL)
     cmd.wait_for("epoch 1/40")
     first = cmd.ctrl_c(1)
     code, out, err, ended = cmd.finish(30)
     assert 1 <= ended - first < 11, err
     assert "waiting up to 1s for running final runs" in err
+    assert "interrupted; continue with --resume" in out and "Traceback" not in err
     assert _final_statuses(tmp_path / "f.db") == ["interrupted"]
 
-
-@pytest.mark.timeout(60)
-def test_second_ctrl_c_in_train_ends_at_once(tmp_path) -> None:
-    cfg = _final_config(tmp_path)
-    subprocess.run([sys.executable, "-m", "nasforge", "search", str(cfg), "--storage", "t.db",
-                    "--no-final", "--quiet"], env=_env(), cwd=tmp_path, check=True, timeout=60,
-                   capture_output=True)
-    cmd = Command(["train", "t.db", "--best", "--epochs", "40", "--max-steps", "3",
-                   "--precision", "fp32", "--channels-last", "off", "--threads", "1"], tmp_path,
+    cmd = Command(search + ["--resume", "--set", "run.grace_period=120"], tmp_path,
                   **SLOW_FINAL)
+    cmd.wait_for("epoch 1/40")
+    last = cmd.ctrl_c(2)
+    code, out, err, ended = cmd.finish(30)
+    assert ended - last < 10 and "Traceback" not in err, err
+    assert _final_statuses(tmp_path / "f.db") == ["interrupted"] * 2
+    shown = subprocess.run([sys.executable, "-m", "nasforge", "best", "f.db"], env=_env(),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "seed 0 width 4: interrupted (Ctrl-C; --resume trains it)" in shown.stdout
+
+    cmd = Command(["train", "f.db", "--best"], tmp_path, **SLOW_FINAL)
     cmd.wait_for("epoch 1/40")
     last = cmd.ctrl_c(2)
     code, out, err, ended = cmd.finish(30)
     assert ended - last < 10 and code == 130, err
     assert "interrupted" in out and "Traceback" not in err
-    assert _final_statuses(tmp_path / "t.db") == ["interrupted"]
+    assert _final_statuses(tmp_path / "f.db") == ["interrupted"] * 3
+
+    done = subprocess.run([sys.executable, "-m", "nasforge", *search, "--resume"], env=_env(),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert _final_statuses(tmp_path / "f.db") == ["interrupted"] * 3 + ["ok"]
 
 
 def _long_trials_config(folder: Path, **run) -> Path:
@@ -208,19 +215,6 @@ def test_mpi_second_ctrl_c_ends_at_once(tmp_path) -> None:
     assert ended - last < 10, err
     assert "Traceback" not in err
     assert _running(tmp_path / "m.db") == 1
-
-
-@pytest.mark.timeout(60)
-def test_ctrl_c_while_loading_or_planning_stops_at_once(tmp_path) -> None:
-    """Outside the phases with running work (here: the final plan's probe), one Ctrl-C ends
-    the command at once with status 130."""
-    cfg = _final_config(tmp_path, grace_period=120)
-    cmd = Command(["search", str(cfg), "--storage", "f.db"], tmp_path)
-    cmd.wait_for("final training of the best")
-    last = cmd.ctrl_c(1)
-    code, out, err, ended = cmd.finish(30)
-    assert ended - last < 10, err
-    assert code in (0, 130) and "Traceback" not in err
 
 
 @pytest.mark.timeout(60)

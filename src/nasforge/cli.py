@@ -752,8 +752,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from nasforge.execution.stops import interrupt_now
 
+    previous = None
     try:  # Ctrl-C outside the phases that let running work finish: stop at once
-        signal.signal(signal.SIGINT, interrupt_now)
+        previous = signal.signal(signal.SIGINT, interrupt_now)
     except ValueError:  # not the main thread (main() called from a thread)
         pass
     try:
@@ -782,3 +783,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nasforge: internal error: {type(exc).__name__}: {exc} (run with --debug for the "
               "traceback)", file=sys.stderr)
         return 3
+    finally:  # main() called in-process (tests, scripts) leaves the caller's handler as it was
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
