@@ -254,3 +254,43 @@ def test_dask_first_then_second_ctrl_c(tmp_path) -> None:
     assert ended - last < 10, err
     assert "Traceback" not in err, err
     assert _running(tmp_path / "d.db") == 1
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # ended meanwhile
+        return ""
+
+
+def _sleeps(task):  # an evaluation that would run for a minute
+    time.sleep(60)
+    return {"status": "ok"}
+
+
+@pytest.mark.timeout(30)
+def test_a_cut_kills_the_evaluation_child_and_keeps_its_worker() -> None:
+    """What a grace-period cut does (``shutdown_now``): the evaluation child ends at once with
+    a retryable result, the process that forked it (a worker: here this one) lives on, so an
+    MPI pool stays usable for the final step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nasforge.execution.isolation import EVAL_PROCESS_NAME, run_isolated
+    from nasforge.execution.stops import descendants, kill_evaluations
+    from nasforge.execution.tasks import EvalTask
+
+    task = EvalTask(trial_number=1, space_name="global", space_settings={}, genome={},
+                    budget={}, data={"dataset": "synthetic"}, model_seed=0)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(run_isolated, task, evaluate=_sleeps)
+        deadline = time.time() + 20
+        named = []
+        while not named and time.time() < deadline:
+            time.sleep(0.1)
+            named = [p for p in descendants() if _comm(p) == EVAL_PROCESS_NAME]
+        assert named, "the evaluation child is not named"
+        started = time.time()
+        assert kill_evaluations([os.getpid()]) == 1
+        result = future.result(timeout=10)
+    assert time.time() - started < 5
+    assert result["status"] == "failed" and result["retry"] and "SIGKILL" in result["error"]

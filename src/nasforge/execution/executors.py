@@ -499,14 +499,15 @@ def owned_processes(executor: Executor) -> list[int]:
 
 def shutdown_now(executor: Executor) -> None:
     """Stop an executor without waiting for running evaluations (they are re-queued later):
-    the process trees it started are killed (workers and their evaluation children), so no
-    later ``shutdown(wait=True)`` waits on a training that goes on."""
-    from nasforge.execution.stops import kill_trees, quiet_engines
+    the evaluation children under the processes it started are killed (their workers stay,
+    so the tasks end at once and neither a later ``shutdown(wait=True)`` nor the engine's exit
+    handler waits on a training that goes on; an MPI pool stays usable for a final step). A
+    second Ctrl-C kills the workers too (``stops.hard_stop``)."""
+    from nasforge.execution.stops import kill_evaluations
 
-    quiet_engines()
-    owned = owned_processes(executor)
+    owned = owned_processes(executor) or [os.getpid()]
     try:
         executor.shutdown(wait=False, cancel_futures=True)
     except Exception:
         pass
-    kill_trees(owned)
+    kill_evaluations(owned)

@@ -120,6 +120,33 @@ def quiet_engines() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def kill_evaluations(roots: Iterable[int]) -> int:
+    """SIGKILL the evaluation children among the descendants of ``roots`` (processes named
+    ``nasforge-eval`` by ``isolation``), leaving their workers alive: each worker's task then
+    ends with a retryable "killed" result at once, so the executor can shut down (or be used
+    again) without waiting for a training. Returns how many were signalled."""
+    from nasforge.execution.isolation import EVAL_PROCESS_NAME
+
+    killed = 0
+    for root in list(roots):
+        for pid in descendants(root):
+            if _name(pid) == EVAL_PROCESS_NAME:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+    return killed
+
+
 def kill_descendants() -> int:
     """SIGKILL every descendant of this process; returns how many were signalled."""
     return kill_trees([os.getpid()], include_roots=False)
