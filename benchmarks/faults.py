@@ -86,7 +86,9 @@ def run_command(args: list[str], cwd: Path, env: dict[str, str], action: str,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     killed_at = None
     if action in ("random", "random-late", "ctrl-c"):
-        delay = rng.uniform(1.5, 6.0) if action != "random-late" else rng.uniform(8.0, 12.0)
+        delay = {"random": (1.5, 6.0), "random-late": (8.0, 12.0),
+                 "ctrl-c": (6.0, 10.0)}[action]  # Ctrl-C: once the search is running
+        delay = rng.uniform(*delay)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
