@@ -9,22 +9,25 @@ import socket
 import statistics
 import subprocess
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nasforge
 from nasforge.config import SearchConfig
+from nasforge.data.fingerprint import data_facts, store_data_facts
 from nasforge.errors import ConfigError, StorageError
 from nasforge.evaluation.budget import Budget
-from nasforge.execution.executors import make_executor
+from nasforge.execution.executors import make_executor, shutdown_now
 from nasforge.execution.final_plan import describe_plan, plan_final, speed_extra
 from nasforge.execution.guard import check_not_bootstrapping
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.runner import Reporter, Runner, RunSummary, genome_key
+from nasforge.execution.stops import GracefulStop
 from nasforge.execution.tasks import EvalTask, load_splits, model_seed
 from nasforge.spaces import get_space
 from nasforge.spaces.base import SearchSpace
+from nasforge.spaces.warm_start import load_genome_items, sort_warm_start
 from nasforge.storage.sqlite import (
     StudyStorage,
     TrialRecord,
@@ -103,18 +106,25 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool) -> StudyStorage:
-    """Create a new study, or open one to resume (refusing another config unless forced)."""
+def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool,
+               data: dict[str, Any] | None = None) -> StudyStorage:
+    """Create a new study, or open one to resume (refusing another config unless forced).
+
+    ``data`` holds ``fingerprint`` and ``labels`` (``nasforge.data.fingerprint``): stored in a
+    new study; a resume on data whose fingerprint differs from the stored one is refused
+    (StorageError naming both) unless ``force``, which stores the new one."""
     path = Path(path)
     identity = json.loads(json.dumps(config.identity(), default=list))
     if not resume:
         if path.exists():
             raise StorageError(f"{path} already exists; add --resume to continue it, or pick "
                                "another --storage")
-        return StudyStorage.create(
+        storage = StudyStorage.create(
             path, name=config.name, config=config.to_dict(), identity=identity,
             identity_hash=config.identity_hash(), provenance=provenance(),
         )
+        store_data_facts(storage, data)
+        return storage
     if not path.exists():
         raise StorageError(f"cannot resume: {path} not found")
     # read first (a refused resume writes nothing), as the one driver of the study
@@ -130,8 +140,19 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
             )
         storage.upgrade()
         storage.replace_identity(identity, config.identity_hash())
+    stored_fp = storage.meta_value("data_fingerprint")
+    if (data is not None and stored_fp is not None
+            and stored_fp.get("sha256") != data["fingerprint"]["sha256"] and not force):
+        from nasforge.data.fingerprint import describe_fingerprint
+
+        storage.close()
+        raise StorageError(
+            f"{path} was trained on other data (stored {describe_fingerprint(stored_fp)}; now "
+            f"{describe_fingerprint(data['fingerprint'])}); it was left untouched; use --force "
+            "to resume it anyway")
     storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
     storage.update_config(config.to_dict(), provenance())
+    store_data_facts(storage, data)
     return storage
 
 
@@ -183,6 +204,7 @@ class FinalResult:
     params: int | None
     test_accs: list[float]
     failures: list[str]
+    interrupted: list[int] = field(default_factory=list)  # seeds cut by Ctrl-C
 
     @property
     def mean(self) -> float | None:
@@ -242,18 +264,24 @@ class Search:
 
             self.strategy = wrap_strategy(self.strategy, config.prefilter, data_dict(config),
                                           config.seed)
+        self.reporter = reporter or Reporter(enabled=False)
         # read the warm-start genomes first: a bad --init-from must not leave an empty study
-        warm = load_genomes(self.space, init_from) if init_from is not None else None
-        self.storage = open_study(storage_path, config, resume=resume, force=force)
+        warm = None
+        if init_from is not None:
+            warm, line = sort_warm_start(self.space, self.problem, config.budget,
+                                         load_genome_items(init_from), str(init_from))
+            self.reporter.message(line)
+            self.init_from_note = line
+        self.storage = open_study(storage_path, config, resume=resume, force=force,
+                                  data=None if self.tabular else data_facts(config))
         self._created = not resume
         self.run_number = self.storage.start_run(
             provenance(), {"run": config.to_dict()["run"], "resume": resume, "force": force})
         state = self.storage.strategy_state()
         if state is not None:
             self.strategy.load_state_dict(state)
-        elif warm is not None:
+        elif warm:
             self.strategy.warm_start(warm)
-        self.reporter = reporter or Reporter(enabled=False)
         self._announce_schedule()
 
     def _announce_schedule(self) -> None:
@@ -338,6 +366,7 @@ def train_final(
     max_seconds: float | None = None,
     seconds_left: float | None = None,
     nproc: int = 1,
+    grace_period: float = 30.0,
 ) -> list[FinalResult] | None:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
     measure test accuracy and store every run in the study.
@@ -354,7 +383,11 @@ def train_final(
     ``nproc`` > 1 trains each run data-parallel over that many processes (GPUs); rank 0 then
     saves the run's state after every epoch beside its weights (``*.state.pt``), and a run
     that was cut (Ctrl-C, a killed rank) resumes from it when the same command runs again.
-    The cost estimate still comes from a one-process probe."""
+    The cost estimate still comes from a one-process probe.
+
+    A first Ctrl-C lets running runs go on for ``grace_period`` seconds, a second ends them at
+    once; runs cut either way are stored as ``interrupted`` (``FinalResult.interrupted`` names
+    their seeds) and trained by the next resume."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
     keys = {id(genome): genome_key(space, genome) for _, genome in entries}
@@ -409,16 +442,55 @@ def train_final(
             watchers[progress] = (trial_number, seed_index, 0)
     pending = set(futures)
     try:
-        while pending:
-            done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
-            _report_progress(watchers, budget.epochs, reporter)
-            for future in done:
-                _record_final(future, futures[future], storage, space, budget, results, reporter,
-                              plan.per_run)
+        with GracefulStop(grace_period, reporter.message, "running final runs") as stop:
+            while pending and not stop.expired():
+                done, pending = wait(pending, timeout=0.5 if stop.requested else 2.0,
+                                     return_when=FIRST_COMPLETED)
+                _report_progress(watchers, budget.epochs, reporter)
+                for future in done:
+                    if stop.requested and _cut_by_stop(future):  # killed by the stop itself
+                        pending.add(future)
+                        continue
+                    _record_final(future, futures[future], storage, space, budget, results,
+                                  reporter, plan.per_run)
+                if stop.hard:
+                    break
+            if pending:  # cut by Ctrl-C: stored as interrupted; --resume trains them again
+                shutdown_now(executor)
+                for future in pending:
+                    _record_interrupted(futures[future], storage, space, budget, results,
+                                        reporter)
     finally:  # stored runs keep their curves; the live files are spent, also after a Ctrl-C
         for progress in watchers:
             progress.unlink(missing_ok=True)
     return list(results.values())
+
+
+def _cut_by_stop(future: Any) -> bool:
+    """Whether a finished final run's future ended because the stop killed its process."""
+    try:
+        result = future.result()
+    except Exception:  # noqa: BLE001 - its worker was killed
+        return True
+    return bool(result.get("retry"))
+
+
+def _record_interrupted(entry: tuple[int | None, Any, str, int], storage: StudyStorage,
+                        space: SearchSpace, budget: Budget, results: dict[str, FinalResult],
+                        reporter: Reporter) -> None:
+    """Store a final run cut short by Ctrl-C as ``interrupted`` (not a failure: a resume
+    trains it, as it trains a seed the study lacks)."""
+    trial_number, genome, gkey, seed_index = entry
+    item = results.setdefault(gkey, FinalResult(
+        trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
+        None, [], []))
+    item.interrupted.append(seed_index)
+    storage.add_final_run(
+        trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
+        budget=budget.to_dict(), seed=seed_index, status="interrupted", val_acc=None,
+        test_acc=None, params=None, metrics={"error": "interrupted (Ctrl-C)"}, checkpoint=None)
+    reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: interrupted; "
+                     "--resume trains it")
 
 
 def _stored_final_runs(storage: StudyStorage, budget: Budget) -> dict[tuple[str, int], Any]:

@@ -357,8 +357,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         if config.run.time_limit is not None:  # the limit covers the whole command
             search.config = dataclasses.replace(config, run=dataclasses.replace(
                 config.run, time_limit=max(1.0, config.run.time_limit - (time.time() - started))))
+        stopped = True  # until the search and its final step end normally
         try:
             summary = search.run(executor)
+            stopped = False
             print(f"search: {summary.finished} trials ({summary.ok} ok, {summary.failed} failed, "
                   f"{summary.reused} duplicate proposals reused) in {summary.wall_seconds:.0f}s; "
                   f"stopped: {summary.stop_reason}")
@@ -402,19 +404,26 @@ def cmd_search(args: argparse.Namespace) -> int:
                     workers=final_workers, max_seconds=max(1.0, min(caps)) if caps else None,
                     nproc=config.run.devices_per_trial,
                     seconds_left=(None if config.run.time_limit is None
-                                  else config.run.time_limit - (time.time() - started)))
+                                  else config.run.time_limit - (time.time() - started)),
+                    grace_period=config.run.grace_period)
                 if results is None:
                     print("final training left for --resume (it does not fit in the time limit)")
                     results = []
                 for res in results:
+                    if res.interrupted:
+                        stopped = True
+                        print(f"final: trial {res.trial_number}: seed(s) "
+                              f"{', '.join(map(str, res.interrupted))} interrupted; "
+                              "continue with --resume")
                     if res.mean is not None:
                         print(f"final: trial {res.trial_number}: test acc {res.mean:.4f} "
                               f"± {res.std:.4f} over {len(res.test_accs)} seed(s), "
                               f"{res.params:,} params at width {config.final.budget.width}")
-                    else:
+                    elif not res.interrupted:
                         print(f"final: trial {res.trial_number} failed: {res.failures}")
+            stopped = stopped or summary.stop_reason == "interrupted"
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            _close_executor(executor, stopped)
         print(f"study stored in {storage}; total {time.time() - started:.0f}s")
     finally:
         search.close()
@@ -496,9 +505,11 @@ def cmd_best(args: argparse.Namespace) -> int:
         if finals:
             print("final trainings:")
             for f in finals:
-                acc = f"{f.test_acc:.4f}" if f.test_acc is not None else f.status
+                acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
+                if f.status == "interrupted":
+                    acc += " (Ctrl-C; --resume trains it)"
                 print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
-                      f"test acc {acc}")
+                      f"{acc}")
     return 0 if found else 1
 
 
@@ -572,23 +583,41 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   devices_per_trial=nproc)
     executor = make_executor(run_cfg)
     reporter = Reporter()
+    results: list[Any] | None = None
     try:
         reporter.message(f"training {len(entries)} genome(s) x {seeds} seed(s): {budget.epochs} "
                          f"epoch(s), {budget.optimizer}, width {budget.width}, on the whole training set")
         results = train_final(storage, space, entries, budget, seeds, data_dict(config), executor,
                               config.seed, reporter, retrain=args.retrain,
-                              workers=run_cfg.workers, nproc=nproc) or []
+                              workers=run_cfg.workers, nproc=nproc,
+                              grace_period=config.run.grace_period) or []
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        _close_executor(executor, results is None or any(r.interrupted for r in results))
         storage.close()
     for res in results:
         label = f"trial {res.trial_number}" if res.trial_number is not None else res.description
+        if res.interrupted:
+            print(f"{label}: seed(s) {', '.join(map(str, res.interrupted))} interrupted; run the "
+                  "same command again to finish them")
         if res.mean is not None:
             print(f"{label}: test acc {res.mean:.4f} ± {res.std:.4f} over {len(res.test_accs)} seed(s) "
                   f"{[round(a, 4) for a in res.test_accs]}, {res.params:,} params at width {budget.width}")
         else:
             print(f"{label}: failed: {res.failures}")
+    if any(r.interrupted for r in results):
+        return 130
     return 0 if all(r.mean is not None for r in results) else 1
+
+
+def _close_executor(executor: Any, stopped: bool) -> None:
+    """Shut an executor down: waiting for it after a normal end, killing what it started
+    after a stop or an error (a wait would wait for trainings that go on)."""
+    from nasforge.execution.executors import shutdown_now
+
+    if stopped:
+        shutdown_now(executor)
+    else:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------ parser
@@ -746,6 +775,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    import signal
+
+    from nasforge.execution.stops import interrupt_now
+
+    previous = None
+    try:  # Ctrl-C outside the phases that let running work finish: stop at once
+        previous = signal.signal(signal.SIGINT, interrupt_now)
+    except ValueError:  # not the main thread (main() called from a thread)
+        pass
     try:
         return int(args.func(args) or 0)
     except NasforgeError as exc:
@@ -772,3 +810,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nasforge: internal error: {type(exc).__name__}: {exc} (run with --debug for the "
               "traceback)", file=sys.stderr)
         return 3
+    finally:  # main() called in-process (tests, scripts) leaves the caller's handler as it was
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

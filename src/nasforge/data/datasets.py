@@ -117,6 +117,9 @@ class ImageDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...] | None = None
+    #: the label value of each class index as the file had it (an .npz with labels 1..10 or
+    #: sparse integers is remapped to 0..K-1 in sorted order); None: the file's own 0..K-1
+    labels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_images(self.name, "x_train", self.x_train)
@@ -162,6 +165,8 @@ class DataSplits:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    class_names: tuple[str, ...] | None = None
+    labels: tuple[int, ...] | None = None  # see ImageDataset.labels
 
     def __post_init__(self) -> None:
         for part in ("train", "val", "test"):
@@ -351,6 +356,8 @@ def split_validation(ds: ImageDataset, val_fraction: float = 0.1, seed: int = 0)
         num_classes=ds.num_classes,
         mean=ds.mean,
         std=ds.std,
+        class_names=ds.class_names,
+        labels=ds.labels,
     )
 
 
@@ -878,6 +885,7 @@ def load_npz(path: str | Path) -> ImageDataset:
         mean=mean,
         std=std,
         class_names=class_names,
+        labels=tuple(int(v) for v in classes.tolist()),
     )
 
 

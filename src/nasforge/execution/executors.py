@@ -374,12 +374,29 @@ class _DaskExecutor(Executor):
         if self._closed:
             return
         self._closed = True
+        # a stop (no wait) has killed the cluster's processes already: do not wait for them
+        if not wait:
+            self._stop_now()
+            return
         try:
-            self._inner.shutdown(wait=wait and not cancel_futures)
+            self._inner.shutdown(wait=not cancel_futures)
         finally:
             self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
+
+    def _stop_now(self) -> None:
+        """Close without waiting: a stop has killed (or will kill) the cluster's processes, so
+        a close that waits for them, here or in Dask's own exit handler (10 s), only delays the
+        exit."""
+        for close in (lambda: self._inner.shutdown(wait=False), lambda: self._client.close(
+                timeout=1.0), lambda: self._cluster and self._cluster.close(timeout=1.0)):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a timeout or a dead connection: going anyway
+                pass
+        if self._cluster is not None:  # Dask's exit handler would wait for it again
+            self._cluster.shutdown_on_close = False
 
 
 # ------------------------------------------------------------------------------ common
@@ -471,18 +488,38 @@ def make_executor(run: RunConfig, startup_timeout: float | None = None) -> Execu
             "its own search; launch as `mpiexec -n N python -m mpi4py.futures -m nasforge "
             "search ...` (rank 0 searches, the others evaluate)"
         )
-    return EXECUTORS.get(run.executor)(run, timeout)
+    from nasforge.execution.stops import descendants
+
+    before = set(descendants())
+    executor = EXECUTORS.get(run.executor)(run, timeout)
+    if not isinstance(executor, _LocalExecutor):  # what it started, for shutdown_now
+        try:
+            executor.nasforge_pids = sorted(set(descendants()) - before)  # type: ignore[attr-defined]
+        except AttributeError:  # an executor class with __slots__
+            pass
+    return executor
+
+
+def owned_processes(executor: Executor) -> list[int]:
+    """Process ids the executor started: a local pool's processes, else the child processes
+    of this one that appeared while it was made (``orted`` of a spawned MPI pool, a local Dask
+    cluster's nannies); their descendants (the evaluations) go with them."""
+    pids = [p.pid for p in (getattr(executor, "_processes", None) or {}).values()
+            if getattr(p, "pid", None)]
+    return pids + list(getattr(executor, "nasforge_pids", ()))
 
 
 def shutdown_now(executor: Executor) -> None:
-    """Stop an executor without waiting for running evaluations (they are re-queued later)."""
-    processes: dict[Any, Any] = dict(getattr(executor, "_processes", None) or {})
+    """Stop an executor without waiting for running evaluations (they are re-queued later):
+    the evaluation children under the processes it started are killed (their workers stay,
+    so the tasks end at once and neither a later ``shutdown(wait=True)`` nor the engine's exit
+    handler waits on a training that goes on; an MPI pool stays usable for a final step). A
+    second Ctrl-C kills the workers too (``stops.hard_stop``)."""
+    from nasforge.execution.stops import kill_evaluations
+
+    owned = owned_processes(executor) or [os.getpid()]
     try:
         executor.shutdown(wait=False, cancel_futures=True)
     except Exception:
         pass
-    for proc in list(processes.values()):
-        try:
-            proc.terminate()
-        except Exception:
-            pass
+    kill_evaluations(owned)

@@ -50,6 +50,8 @@ _STDERR_TAIL = 4000
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory",
                 "memoryerror", "std::bad_alloc", "outofmemoryerror")
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+EVAL_PROCESS_NAME = "nasforge-eval"  # an evaluation child's process name (Linux ``comm``)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
@@ -136,6 +138,9 @@ def _child_setup(parent_pid: int) -> None:
         pass
     libc = _libc()
     if libc is not None:
+        # named, so a stop can cut evaluations without killing their workers
+        # (nasforge.execution.stops.kill_evaluations)
+        libc.prctl(_PR_SET_NAME, EVAL_PROCESS_NAME.encode(), 0, 0, 0)
         # die with the worker that forked us (a dead or terminated worker leaves no orphans)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:

@@ -15,6 +15,8 @@ from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.speed import speed_key
 from nasforge.execution.executors import shutdown_now
+from nasforge.execution.faults import fault_point
+from nasforge.execution.stops import hard_stop
 from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
 from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.storage.sqlite import (
@@ -190,8 +192,9 @@ class Runner:
                 f"interrupt: no new evaluations; waiting up to {self.config.run.grace_period:.0f}s "
                 "for running ones (Ctrl-C again to stop now; they will be re-queued on --resume)"
             )
-        else:
+        else:  # stop now: every process of this command ends (no waiting on the executor)
             self._hard_stop = True
+            hard_stop(self.reporter.message)
 
     # ------------------------------------------------------------ helpers
     def _data_dict(self) -> dict[str, Any]:
@@ -376,6 +379,7 @@ class Runner:
             parent=candidate.parent,
         )
         self.logger.info("trial %d submitted: %s", number, self.space.describe(genome))
+        fault_point("trial-added", number)
         self._submit(number, genome, gkey, candidate.budget, attempt=1, parent=candidate.parent)
         return True
 

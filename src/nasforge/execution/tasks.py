@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from nasforge.execution.faults import fault_point
 from nasforge.errors import NasforgeError
 
 
@@ -92,9 +93,10 @@ def final_splits(splits: Any) -> Any:
     )
 
 
-def _progress_writer(path: str | None) -> Callable[[Any], None] | None:
+def _progress_writer(path: str | None, final: bool = False) -> Callable[[Any], None] | None:
     """An ``on_epoch`` callback appending each epoch record to ``path`` as a JSON line; a file
-    that cannot be written only costs the progress display."""
+    that cannot be written only costs the progress display. A final run passes the
+    ``final-epoch`` fault point after each epoch (``nasforge.execution.faults``)."""
     if not path:
         return None
 
@@ -104,6 +106,8 @@ def _progress_writer(path: str | None) -> Callable[[Any], None] | None:
                 handle.write(json.dumps(dataclasses.asdict(record)) + "\n")
         except OSError:
             pass
+        if final:
+            fault_point("final-epoch", record.epoch)
 
     return write
 
@@ -203,6 +207,8 @@ def evaluate_task(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
             space = get_space(task.space_name, **task.space_settings)
         genome = space.genome_from_dict(task.genome)
         budget = Budget.from_dict(task.budget)
+        if not task.final and not task.extra.get("probe"):
+            fault_point("eval-start", f"{task.trial_number}.{task.attempt}")
         load_started = time.time()
         splits = load_splits(task.data)
         if task.final:
@@ -226,7 +232,7 @@ def evaluate_task(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
         save_state = task.extra.get("save_state")
         stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
         outcome = (train_fn or train)(model, splits, budget, device=device,
-                        on_epoch=_progress_writer(task.progress_path), speed=stored,
+                        on_epoch=_progress_writer(task.progress_path, task.final), speed=stored,
                         resume=resume, keep_state=bool(save_state),
                         stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
         if save_state and outcome.state is not None and primary:

@@ -74,7 +74,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     metrics = meta["metrics"]
     accs = f"val acc {metrics['val_acc']:.4f}" if metrics.get("val_acc") is not None else ""
     if metrics.get("test_acc") is not None:
-        accs += f", final test acc {metrics['test_acc']:.4f}"
+        accs += f", final test acc {metrics['test_acc']:.4f} (seed {metrics.get('final_seed')})"
+        if metrics.get("test_acc_seeds", 0) > 1:
+            accs += (f"; mean {metrics['test_acc_mean']:.4f} ± {metrics['test_acc_std']:.4f} "
+                     f"over {metrics['test_acc_seeds']} seeds")
     print(f"trial {src['trial']} ({src['weights']} weights, width {meta['width']}, "
           f"{metrics['params']:,} params; {accs}) exported as {args.format} to {result.path}")
     if result.max_abs_diff is not None:

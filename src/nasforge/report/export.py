@@ -1,9 +1,11 @@
 """Export a trained network of a study: TorchScript, ONNX, or a state_dict with its genome.
 
-The weights come from the best final training of the chosen genome when there is one (its
-checkpoint), else from the trial's kept weights. Beside the exported file goes
+The weights come from the chosen genome's final training when there is one (the lowest seed
+of its latest final budget, never the seed with the best test accuracy), else from the trial's
+kept weights. Beside the exported file goes
 ``FILE.json``: the genome, the space, the width, the input shape, the class count, the
-normalisation constants and the metrics, so the file can be used without nasforge (TorchScript
+normalisation constants, the label mapping (output index i is the data file's label
+``labels.labels[i]``, named ``labels.class_names[i]``) and the metrics, so the file can be used without nasforge (TorchScript
 with plain ``torch.jit.load``, ONNX with onnxruntime) and rebuilt with it (state_dict).
 
 Inputs of exported models are float32 [N, C, H, W] images scaled to [0, 1] and standardised
@@ -24,6 +26,7 @@ from nasforge.storage.sqlite import (
     FinalRunRecord,
     StudyStorage,
     TrialRecord,
+    budget_key,
     resolve_checkpoint,
 )
 
@@ -48,6 +51,7 @@ class WeightsSource:
     width: int
     budget: dict[str, Any]
     final: FinalRunRecord | None
+    seed_test_accs: list[float] | None = None  # every seed's test accuracy under that budget
 
 
 @dataclass
@@ -66,6 +70,21 @@ def meta_path_for(path: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def final_run_to_export(finals: list[FinalRunRecord],
+                        study_path: str | Path) -> tuple[FinalRunRecord, Path] | None:
+    """The final run an export uses among ``finals`` (ok runs of one genome): of the most
+    recent final budget, the lowest seed whose weights are on disk. Never the seed with the
+    best test accuracy: that would select on the test set; the mean and standard deviation
+    over seeds are reported beside it."""
+    usable = [(f, resolve_checkpoint(f.checkpoint, study_path)) for f in finals]
+    usable = [(f, c) for f, c in usable if c is not None]
+    if not usable:
+        return None
+    latest = budget_key(max(usable, key=lambda fc: fc[0].id)[0].budget)
+    same = [(f, c) for f, c in usable if budget_key(f.budget) == latest]
+    return min(same, key=lambda fc: (fc[0].seed, fc[0].id))
+
+
 def choose_weights(storage: StudyStorage, trial: int | None = None) -> WeightsSource:
     """The trial to export (``trial`` or the best by validation accuracy) and its weights:
     the best ok final run of the same genome with a checkpoint, else the trial's own."""
@@ -81,12 +100,14 @@ def choose_weights(storage: StudyStorage, trial: int | None = None) -> WeightsSo
         f for f in storage.final_runs()
         if f.genome_key == record.genome_key and f.status == "ok"
     ]
-    finals.sort(key=lambda f: (f.test_acc if f.test_acc is not None else -1.0, -f.id), reverse=True)
-    for f in finals:
-        ckpt = resolve_checkpoint(f.checkpoint, storage.path)
-        if ckpt is not None:
-            width = int(f.budget.get("width", study["config"]["budget"]["width"]))
-            return WeightsSource(record, "final", ckpt, width, f.budget, f)
+    chosen = final_run_to_export(finals, storage.path)
+    if chosen is not None:
+        f, ckpt = chosen
+        width = int(f.budget.get("width", study["config"]["budget"]["width"]))
+        by_seed = {r.seed: r.test_acc for r in sorted(finals, key=lambda r: r.id)
+                   if budget_key(r.budget) == budget_key(f.budget) and r.test_acc is not None}
+        same = list(by_seed.values())  # one figure a seed (a retrained seed: its latest run)
+        return WeightsSource(record, "final", ckpt, width, f.budget, f, same)
     ckpt = resolve_checkpoint(record.checkpoint, storage.path)
     if ckpt is not None:
         width = int(record.budget.get("width", study["config"]["budget"]["width"]))
@@ -132,6 +153,7 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
     from nasforge.api import data_dict
     from nasforge.config import config_from_dict
     from nasforge.data import normalize
+    from nasforge.data.fingerprint import label_mapping
     from nasforge.execution.tasks import load_splits
     from nasforge.report.draw import genome_text
     from nasforge.spaces import chosen_network_space
@@ -140,6 +162,7 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
     with StudyStorage.open(study_path) as storage:
         study = storage.study()
         source = choose_weights(storage, trial)
+        stored_labels = storage.meta_value("label_mapping")
     config = config_from_dict(study["config"], str(study_path))
     data = data_dict(config)
     if data_dir is not None:
@@ -171,6 +194,14 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
     if source.final is not None:
         metrics["test_acc"] = source.final.test_acc
         metrics["final_seed"] = source.final.seed
+        metrics["final_rule"] = "the lowest seed of the latest final budget (not chosen by test accuracy)"
+        accs = source.seed_test_accs or []
+        if accs:
+            import statistics
+
+            metrics["test_acc_mean"] = statistics.fmean(accs)
+            metrics["test_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            metrics["test_acc_seeds"] = len(accs)
         metrics["final_epochs"] = source.final.budget.get("epochs")
     meta: dict[str, Any] = {
         "format": META_FORMAT,
@@ -188,6 +219,8 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
             "preprocess": "x = uint8_image / 255; x[:, c] = (x[:, c] - mean[c]) / std[c]",
         },
         "output": {"name": "logits", "shape": ["N", int(splits.num_classes)]},
+        # output index i is the file's label labels[i] (named class_names[i])
+        "labels": stored_labels or label_mapping(splits),
         "dataset": data.get("dataset"),
         "metrics": metrics,
         "source": {

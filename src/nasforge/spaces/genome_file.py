@@ -29,14 +29,29 @@ def read_genome_items(path: str | Path) -> list[Any]:
     """The genome mappings of a genome file, in file order (not yet parsed by a space).
 
     Raises GenomeError (one line naming the file, and the line for JSON lines) when the file
-    is missing, empty or not JSON."""
-    if str(path) == "-":
-        text, name = sys.stdin.read(), "<stdin>"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise GenomeError(f"genome file {path} not found")
-        text, name = p.read_text(), str(path)
+    is missing, unreadable, not UTF-8, empty, not JSON or nested too deeply."""
+    name = "<stdin>" if str(path) == "-" else str(path)
+    try:
+        if str(path) == "-":
+            text = sys.stdin.read()
+        else:
+            p = Path(path)
+            if not p.is_file():
+                raise GenomeError(f"genome file {path} not found")
+            text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:  # a binary file, or another encoding
+        raise GenomeError(f"{name}: not UTF-8 text (byte {exc.start}); a genome file holds "
+                          "JSON") from None
+    except OSError as exc:
+        raise GenomeError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return _parse_items(text, name)
+    except RecursionError:  # json's parser recurses once per nesting level
+        raise GenomeError(f"{name}: JSON nested too deeply to be a genome") from None
+
+
+def _parse_items(text: str, name: str) -> list[Any]:
+    """The genome mappings in ``text`` (one JSON value, or JSON lines)."""
     if not text.strip():
         raise GenomeError(f"{name}: empty; a genome file holds JSON, e.g. the output of "
                           "`nasforge space sample --json --n 1`")

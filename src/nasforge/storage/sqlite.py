@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from nasforge.execution.faults import fault_point
 from nasforge.errors import StorageError
 from nasforge.storage.lock import StudyLock
 
@@ -439,6 +440,7 @@ class StudyStorage:
                 )
                 if strategy_state is not None:
                     self._save_state(strategy_state)
+                fault_point("store-finish", number)  # a kill here rolls the write back
         except sqlite3.OperationalError as exc:
             raise StorageError(f"cannot write to study {self.path}: {exc}") from None
 
