@@ -28,6 +28,7 @@ from nasforge.data import (
     verify_fashion_mnist,
 )
 from nasforge.data import datasets as dsmod
+from nasforge.data import fashion_mnist as fmmod
 from nasforge.errors import ConfigError, DataError
 
 SYSTEM = dsmod.SYSTEM_DATA_DIR
@@ -174,16 +175,16 @@ def test_missing_folder_and_missing_file_are_data_errors(
 def test_no_data_and_no_download_is_a_data_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dsmod, "SYSTEM_DATA_DIR", tmp_path / "absent")
+    monkeypatch.setattr(fmmod, "SYSTEM_DATA_DIR", tmp_path / "absent")
     with pytest.raises(DataError, match=r"download=False"):
         load_fashion_mnist(cache_dir=tmp_path / "cache", download=False)
 
 
 @needs_system
 def test_download_into_cache_from_a_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dsmod, "SYSTEM_DATA_DIR", tmp_path / "absent")
+    monkeypatch.setattr(fmmod, "SYSTEM_DATA_DIR", tmp_path / "absent")
     monkeypatch.setattr(
-        dsmod, "FASHION_MNIST_MIRRORS", ((tmp_path / "dead").as_uri(), SYSTEM.as_uri())
+        fmmod, "FASHION_MNIST_MIRRORS", ((tmp_path / "dead").as_uri(), SYSTEM.as_uri())
     )
     cache = tmp_path / "cache"
     ds = load_fashion_mnist(cache_dir=cache)
@@ -191,7 +192,7 @@ def test_download_into_cache_from_a_mirror(tmp_path: Path, monkeypatch: pytest.M
     raw = cache / "fashion-mnist" / "raw"
     expected = sorted(n for n, _ in FASHION_MNIST_FILES.values())
     assert sorted(p.name for p in raw.iterdir()) == expected
-    monkeypatch.setattr(dsmod, "FASHION_MNIST_MIRRORS", ((tmp_path / "dead").as_uri(),))
+    monkeypatch.setattr(fmmod, "FASHION_MNIST_MIRRORS", ((tmp_path / "dead").as_uri(),))
     with pytest.raises(DataError, match=r"could not download train-images-idx3-ubyte\.gz"):
         load_fashion_mnist(cache_dir=tmp_path / "cache2")
 
