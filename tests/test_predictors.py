@@ -111,3 +111,16 @@ def test_study_predictors_command(capsys, tmp_path) -> None:
     assert "not found" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["study", "predictors", str(FULL_DB), "--sizes", "29"]) != 0
     assert "training sizes must be" in capsys.readouterr().err
+
+
+def test_default_sizes_fit_every_small_study() -> None:
+    """The sizes `nasforge study predictors` picks by default are ones it accepts (each trains
+    on 2..N-3 networks); a 9-network study once got [3, 4, 6, 8] and was refused."""
+    from nasforge.predictors.scoring import default_sizes
+
+    for n in range(5, 120):
+        sizes = default_sizes(n)
+        assert sizes, n
+        assert all(2 <= s <= n - 3 for s in sizes), (n, sizes)
+    assert default_sizes(9) == [3, 4, 6]
+    assert default_sizes(4) == []

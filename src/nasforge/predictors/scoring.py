@@ -142,10 +142,12 @@ def load_study_data(path: str | Path) -> StudyData:
 
 
 def default_sizes(n: int) -> list[int]:
-    """Training-set sizes for N networks: thirds to five sixths of small studies, otherwise
-    25, 50, 100, 200, 400 (those leaving at least 20 held out)."""
-    if n < 60:
-        return sorted({max(3, round(n * f)) for f in (1 / 3, 1 / 2, 2 / 3, 5 / 6)} - {n})
+    """Training-set sizes for N networks: thirds to five sixths of small studies (each in
+    [2, N - 3]; none under 5 networks), otherwise 25, 50, 100, 200, 400 (those leaving at
+    least 20 held out)."""
+    if n < 60:  # each size leaves at least 3 held out (score_predictors' rule)
+        return sorted({min(n - 3, max(2, round(n * f))) for f in (1 / 3, 1 / 2, 2 / 3, 5 / 6)}
+                      - {n} if n >= 5 else set())
     return [s for s in (25, 50, 100, 200, 400) if s <= n - 20]
 
 
@@ -166,6 +168,9 @@ def score_predictors(data: StudyData, predictors: Sequence[str], sizes: Sequence
     from nasforge.predictors import encode_all, encoder_for, make_predictor
 
     n = len(data.genomes)
+    if n < 5:
+        raise ConfigError(f"scoring predictors needs at least 5 finished networks (2 to train "
+                          f"on, 3 held out); the study has {n}")
     bad = [s for s in sizes if s < 2 or s > n - 3]
     if bad or repeats < 1:
         raise ConfigError(f"training sizes must be in [2, {n - 3}] for {n} networks and "
