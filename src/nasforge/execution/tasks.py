@@ -149,6 +149,10 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
     dev = torch.device(device)
     model.to(dev)
     n = int(splits.train_y.shape[0])
+    if float(budget.data_fraction) < 1.0:  # train() trains on this stratified subset
+        from nasforge.data.datasets import subset_size
+
+        n = subset_size(n, float(budget.data_fraction))
     steps = _steps_per_epoch(n, min(int(budget.batch_size), n), budget.max_steps)
     choice = stored or choose_speed(model, splits, budget, dev, steps * budget.epochs)
     step_seconds = choice.step_seconds
