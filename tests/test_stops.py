@@ -243,8 +243,14 @@ def test_dask_first_then_second_ctrl_c(tmp_path) -> None:
     """Dask: the first Ctrl-C waits (the grace period is long), the second ends everything
     within 10 s, the local cluster's processes included."""
     cfg = _long_trials_config(tmp_path, grace_period=120)
-    cmd = Command(["search", str(cfg), "--storage", "d.db", "--executor", "dask"], tmp_path)
+    cmd = Command(["search", str(cfg), "--storage", "d.db", "--executor", "dask"], tmp_path,
+                  NASFORGE_FAULTS="eval-start=sleep:30")  # tiny trials would end too soon
     cmd.wait_for("worker(s) on dask")
+    deadline = time.time() + 40  # the local cluster may take a while to take the first trial
+    while time.time() < deadline and cmd.proc.poll() is None:
+        if _count_running(tmp_path / "d.db"):
+            break
+        time.sleep(0.2)
     time.sleep(1.0)
     cmd.ctrl_c(1)
     time.sleep(2.0)
