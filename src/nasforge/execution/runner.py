@@ -9,7 +9,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
@@ -272,8 +272,10 @@ class Runner:
             if flight.kind == "supernet":
                 self._show_supernet(flight)
 
-    def _show_supernet(self, flight: _Flight) -> None:
-        """One progress line per epoch the supernet trial wrote since the last look."""
+    def _new_live_points(self, flight: _Flight) -> Iterator[dict[str, Any]]:
+        """The epochs a running trial wrote to its live channel since the last look, in order;
+        each one counted as seen when it is handed out (a caller that stops early leaves the
+        rest for the next look). A line still being written ends the look."""
         import json
 
         try:
@@ -284,8 +286,13 @@ class Runner:
             try:
                 point = json.loads(line)
             except json.JSONDecodeError:
-                break  # still being written
+                return  # still being written
             flight.live_seen += 1
+            yield point
+
+    def _show_supernet(self, flight: _Flight) -> None:
+        """One progress line per epoch the supernet trial wrote since the last look."""
+        for point in self._new_live_points(flight):
             self.reporter.message(
                 f"trial {flight.number} supernet epoch {point['epoch']}/"
                 f"{flight.budget.epochs}: supernet acc {point['val_acc']:.4f}  skips "
@@ -457,22 +464,10 @@ class Runner:
 
     def _poll_live(self) -> None:
         """Read new epochs of running trials and send a stop request where the pruner says so."""
-        import json
-
         for flight in self.inflight.values():
             if flight.stop_sent or flight.kind != "train":
                 continue
-            path = self.live_dir / f"trial_{flight.number}.jsonl"
-            try:
-                lines = path.read_text().splitlines()
-            except OSError:
-                continue
-            for line in lines[flight.live_seen:]:
-                try:
-                    point = json.loads(line)
-                except json.JSONDecodeError:
-                    break  # still being written
-                flight.live_seen += 1
+            for point in self._new_live_points(flight):
                 epoch, value = int(point["epoch"]), float(point["val_acc"])
                 if self.pruner.should_prune(epoch, value, self.history):  # type: ignore[union-attr]
                     (self.live_dir / f"trial_{flight.number}.stop").write_text(str(epoch))
