@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
+import random
 import sqlite3
+from concurrent.futures import Executor, Future
 
 import pytest
-import yaml
 
 from conftest import tiny_config_dict
+from nasforge.api import train_final
 from nasforge.cli import main
+from nasforge.config import config_from_dict
+from nasforge.evaluation.budget import Budget
 from nasforge.errors import StorageError
 from nasforge.storage import FinalRunRecord, StudyStorage, Trial, TrialRecord, TrialStatus
+from nasforge.spaces import get_space
 from nasforge.storage.sqlite import STATUSES
 
 
@@ -102,37 +106,59 @@ def test_a_final_run_is_a_trial_of_kind_final_finished_in_its_own_row(tmp_path) 
     assert runs[other].as_trial().error == "interrupted (Ctrl-C)"
 
 
-@pytest.mark.timeout(240)
+class _Executor(Executor):
+    """Answers the cost probe with no estimate and each final run with ``outcome``: a result,
+    or an exception that ends the driver, as a kill does (nothing stores the run's end)."""
+
+    def __init__(self, outcome: dict | BaseException) -> None:
+        self.outcome = outcome
+        self.runs: list = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future = Future()
+        task = args[0]
+        if task.extra.get("probe"):
+            future.set_result({"status": "failed", "error": "no probe here"})
+        elif isinstance(self.outcome, BaseException):
+            future.set_exception(self.outcome)
+        else:
+            self.runs.append(task)
+            future.set_result(dict(self.outcome))
+        return future
+
+
 def test_a_final_run_cut_by_a_kill_shows_running_and_resume_trains_it_again(tmp_path,
                                                                           capsys) -> None:
-    final = {"top": 1, "seeds": 1, "budget": {"epochs": 1, "width": 4, "max_steps": 2,
-                                              "batch_size": 32}}
-    raw = tiny_config_dict(run={"max_evals": 1, "workers": 1}, final=final)
-    cfg = tmp_path / "k.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
+    """What ``--resume`` and ``train`` do for final runs (``api.train_final``): a run whose
+    driver died is in the file as ``running`` (readers show it so) and is trained again
+    under its own id; a finished one is not trained again."""
+    config = config_from_dict(tiny_config_dict(), "k")
+    space = get_space(config.space.name, **config.space.settings)
+    genome = space.sample(random.Random(0))
+    budget = Budget(epochs=1, width=4, max_steps=2)
     db = tmp_path / "k.db"
-    assert main(["search", str(cfg), "--storage", str(db)]) == 0
-    capsys.readouterr()
-    with StudyStorage.open(db) as store:
-        (run,) = store.final_runs()
-        best = store.best(1)[0].number
-    assert run.status == "ok" and run.trial_number == best
-    # what a kill during the run leaves: the row stored at submission, never finished
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE final_runs SET status = 'running', test_acc = NULL, "
-                     "checkpoint = NULL, metrics_json = '{}' WHERE id = ?", (run.id,))
+    with StudyStorage.create(db, name="k", config=config.to_dict(), identity={},
+                             identity_hash="x", provenance={}) as storage:
+        with pytest.raises(KeyboardInterrupt):
+            train_final(storage, space, [(7, genome)], budget, 1, config.data.task_dict(),
+                        _Executor(KeyboardInterrupt()))
     with StudyStorage.open(db) as store:
         (cut,) = store.final_runs()
-        as_trial = cut.as_trial()
-    assert (as_trial.kind, as_trial.parent, as_trial.status) == ("final", best, "running")
-    assert main(["best", str(db)]) == 0
-    assert re.search(rf"trial {best} seed 0 width 4: running", capsys.readouterr().out)
+    trial = cut.as_trial()
+    assert (trial.kind, trial.parent, trial.status, trial.finished) == ("final", 7, "running",
+                                                                        False)
+    assert main(["best", str(db)]) == 1  # no search trial succeeded; the run is listed
+    assert "trial 7 seed 0 width 4: running" in capsys.readouterr().out
 
-    assert main(["search", str(cfg), "--storage", str(db), "--resume"]) == 0
-    err = capsys.readouterr().err
-    assert "(stored, not retrained)" not in err
-    assert re.search(r"final: trial \d+ seed 0: test acc [0-9.]+ \(took", err), err
-    with StudyStorage.open(db) as store:
-        (again,) = store.final_runs()  # trained again in the same row, nothing left running
-    assert again.id == run.id and again.status == "ok" and again.test_acc is not None
-    assert again.as_trial().finished
+    done = {"status": "ok", "test_acc": 0.75, "params": 11, "metrics": {}, "curve": [],
+            "error": None, "started_at": 1.0, "finished_at": 3.0, "checkpoint": None}
+    resumed = _Executor(done)
+    with StudyStorage.open(db, write=True) as storage:
+        (result,) = train_final(storage, space, [(7, genome)], budget, 1,
+                                config.data.task_dict(), resumed)
+        assert result.test_accs == [0.75] and len(resumed.runs) == 1
+        (run,) = storage.final_runs()  # trained again in the cut row: nothing left running
+        assert (run.id, run.status, run.test_acc, run.seed) == (cut.id, "ok", 0.75, 0)
+        again = _Executor(done)
+        train_final(storage, space, [(7, genome)], budget, 1, config.data.task_dict(), again)
+        assert again.runs == [] and len(storage.final_runs()) == 1  # stored: not retrained
