@@ -437,6 +437,7 @@ def train_final(
                 extra={**speed_extra(storage, gkey, budget),
                        **({"epoch_state": str(ckpt.with_suffix(".state.pt"))} if nproc > 1 else {})},
             )
+            storage.start_final_run(trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome), budget=budget.to_dict(), seed=seed_index)  # stored running: a kill leaves it so, --resume retrains it
             futures[executor.submit(IsolatedEvaluate(**trial_evaluate(nproc)), task)] = (
                 trial_number, genome, gkey, seed_index)
             watchers[progress] = (trial_number, seed_index, 0)

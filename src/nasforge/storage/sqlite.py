@@ -1,192 +1,77 @@
-"""One SQLite file per study, written by the runner alone (WAL, one transaction per event)."""
+"""One SQLite file per study, written by the runner alone (WAL, one transaction per event).
+
+``StudyStorage`` is the study's one reader and writer: the study row, the trials (``Trial``),
+the strategy state and ``meta`` values (``storage.meta``) and the final runs
+(``storage.final_runs``). The file's tables and its migration are in ``storage.schema``; the
+records in ``storage.records``; every name that was importable from here still is.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from nasforge.execution.faults import fault_point
 from nasforge.errors import StorageError
+from nasforge.execution.faults import fault_point
+from nasforge.storage.files import artifacts_dir, ensure_dir, resolve_checkpoint
+from nasforge.storage.final_runs import FinalRuns
 from nasforge.storage.lock import StudyLock
-
-FORMAT = "nasforge-study"
-SCHEMA_VERSION = 2
-"""Schema history: 1 (round 1); 2 adds a trial's ``kind`` (``train``, ``continue``, ...),
-its ``parent`` (the trial a continued one went on from) and the ``pruned`` status. A version-1
-study is read as it is, without writing; the first write (``--resume``, ``train``) or
-``nasforge study upgrade FILE`` migrates it after copying it to ``FILE.v1.bak``."""
-STATUSES: tuple[str, ...] = ("running", "ok", "failed", "pruned")
-"""``running`` (submitted, or cut short and waiting for --resume); ``ok``; ``failed`` (with its
-error); ``pruned`` (stopped early by a pruner from its intermediate values, curve kept). All but
-``running`` are final."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS study (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    name TEXT NOT NULL,
-    config_json TEXT NOT NULL,
-    identity_json TEXT NOT NULL,
-    identity_hash TEXT NOT NULL,
-    provenance_json TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS trials (
-    number INTEGER PRIMARY KEY,
-    genome_key TEXT NOT NULL,
-    budget_key TEXT NOT NULL,
-    genome_json TEXT NOT NULL,
-    budget_json TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'pruned')),
-    val_acc REAL,
-    params INTEGER,
-    flops INTEGER,
-    metrics_json TEXT,
-    curve_json TEXT,
-    error TEXT,
-    stderr TEXT,
-    worker TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    checkpoint TEXT,
-    submitted_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    kind TEXT NOT NULL DEFAULT 'train',
-    parent INTEGER
-);
-CREATE INDEX IF NOT EXISTS trials_key ON trials (genome_key, budget_key);
-CREATE TABLE IF NOT EXISTS strategy_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    state_json TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS final_runs (
-    id INTEGER PRIMARY KEY,
-    trial_number INTEGER,
-    genome_key TEXT NOT NULL,
-    genome_json TEXT NOT NULL,
-    budget_json TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    val_acc REAL,
-    test_acc REAL,
-    params INTEGER,
-    metrics_json TEXT,
-    checkpoint TEXT,
-    created_at REAL NOT NULL
-);
-"""
-
-
-@dataclass
-class TrialRecord:
-    """One stored trial (an evaluation of a genome under a budget)."""
-
-    number: int
-    genome_key: str
-    budget_key: str
-    genome: dict[str, Any]
-    budget: dict[str, Any]
-    status: str
-    val_acc: float | None = None
-    params: int | None = None
-    flops: int | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    stderr: str | None = None
-    worker: str | None = None
-    attempts: int = 0
-    checkpoint: str | None = None
-    submitted_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    kind: str = "train"
-    parent: int | None = None
-
-    @property
-    def finished(self) -> bool:
-        """True when the trial ended (ok, failed or pruned)."""
-        return self.status in ("ok", "failed", "pruned")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
-
-
-@dataclass
-class FinalRunRecord:
-    """One final training of a genome on the full training set, with its test accuracy."""
-
-    id: int
-    trial_number: int | None
-    genome_key: str
-    genome: dict[str, Any]
-    budget: dict[str, Any]
-    seed: int
-    status: str
-    val_acc: float | None
-    test_acc: float | None
-    params: int | None
-    metrics: dict[str, Any]
-    checkpoint: str | None
-    created_at: float
-
-
-TRANSIENT_FAILURES: tuple[str, ...] = (
-    "timeout", "out-of-memory", "evaluation process killed", "evaluation process exited",
-    "evaluation lost", "final run lost",
+from nasforge.storage.meta import MetaValues
+from nasforge.storage.records import (
+    FINAL_STATUSES,
+    KIND_FINAL,
+    STATUSES,
+    TRANSIENT_FAILURES,
+    FinalRunRecord,
+    Trial,
+    TrialRecord,
+    TrialStatus,
+    is_transient_failure,
 )
-"""Starts of the error texts (``execution.isolation`` and the runner) of failures caused by the
-circumstances of one evaluation rather than by the network."""
+from nasforge.storage.schema import (
+    FORMAT,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS_V1,
+    budget_key,
+    check_is_study,
+    connect,
+    create_tables,
+    dumps,
+    migrate,
+    trial_columns,
+)
+
+_SCHEMA = SCHEMA  # the names these had before the split
+_dumps = dumps
+_check_is_study = check_is_study
+
+__all__ = [
+    "FINAL_STATUSES", "FORMAT", "KIND_FINAL", "SCHEMA_VERSION", "STATUSES", "TRANSIENT_FAILURES",
+    "FinalRunRecord", "StudyStorage", "Trial", "TrialRecord", "TrialStatus", "artifacts_dir",
+    "budget_key", "ensure_dir", "is_transient_failure", "resolve_checkpoint",
+]
 
 
-def is_transient_failure(error: str | None) -> bool:
-    """Whether a failed trial's ``error`` names a failure of the circumstances (timeout,
-    out-of-memory, a killed or lost evaluation) that another attempt might not repeat."""
-    text = (error or "").strip().lower()
-    return any(text.startswith(prefix) for prefix in TRANSIENT_FAILURES)
+class StudyStorage(MetaValues, FinalRuns):
+    """The study database: study row, trials, strategy state, ``meta`` values and final runs.
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def budget_key(budget: dict[str, Any]) -> str:
-    """A stable key for a budget mapping."""
-    import hashlib
-
-    return hashlib.sha256(_dumps(budget).encode()).hexdigest()[:16]
-
-
-def _check_is_study(path: Path) -> None:
-    """Refuse, without writing, a file that is not a nasforge study."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError:
-        raise StorageError(f"{path} is not a nasforge study database; it was left untouched") from None
-    if row is None or row[0] != FORMAT:
-        raise StorageError(f"{path} is not a nasforge study database; it was left untouched")
-
-
-class StudyStorage:
-    """The study database: study row, trials, strategy state and final runs."""
+    Open one with :meth:`open` (an existing study) or :meth:`create` (a new one) and close it
+    (or use it as a context manager). Every write is one transaction; a write that SQLite
+    refuses raises ``StorageError`` with one line. Times are Unix seconds."""
 
     def __init__(self, path: str | Path, conn: sqlite3.Connection,
                  lock: StudyLock | None = None) -> None:
+        """Wrap an open connection (use :meth:`open` or :meth:`create`); ``lock``: the study
+        lock this driver holds, given back by :meth:`close`."""
         self.path = Path(path)
         self._conn = conn
         self._lock = lock
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        #: the file's schema version (1 for a study not yet upgraded, read as it is)
         self.schema = int(row[0]) if row else SCHEMA_VERSION
 
     # ----------------------------------------------------------------- opening
@@ -206,10 +91,10 @@ class StudyStorage:
         path = Path(path)
         if not path.is_file():
             raise StorageError(f"study {path} not found")
-        _check_is_study(path)
+        check_is_study(path)
         held = StudyLock.acquire(path) if (write if lock is None else lock) else None
         try:
-            storage = cls(path, cls._connect(path), held)
+            storage = cls(path, connect(path), held)
         except BaseException:
             if held is not None:
                 held.release()
@@ -229,36 +114,13 @@ class StudyStorage:
 
     def upgrade(self) -> Path | None:
         """Migrate a version-1 study to the current schema in place, after copying it to
-        ``<file>.v1.bak`` (SQLite's online backup: a consistent copy). Every trial keeps its
-        number, network key and budget key, and the study its identity, so ``--resume`` reuses
-        every stored result. Returns the backup's path, or None when nothing was to do."""
+        ``<file>.v1.bak`` (``schema.migrate``). Every trial keeps its number, network key and
+        budget key, and the study its identity, so ``--resume`` reuses every stored result.
+        Returns the backup's path, or None when nothing was to do. Raises ``StorageError``
+        when SQLite refuses (the file is left as it was)."""
         if self.schema >= SCHEMA_VERSION:
             return None
-        backup = Path(f"{self.path}.v{self.schema}.bak")
-        target = sqlite3.connect(str(backup))
-        try:
-            self._conn.backup(target)
-        finally:
-            target.close()
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # DDL and copy in one transaction
-            conn.execute("ALTER TABLE trials RENAME TO trials_v1")
-            conn.execute("DROP INDEX IF EXISTS trials_key")
-            for statement in _SCHEMA.split(";"):
-                if "TABLE IF NOT EXISTS trials (" in statement or "INDEX" in statement:
-                    conn.execute(statement)
-            columns = self._TRIAL_COLUMNS_V1
-            conn.execute(f"INSERT INTO trials ({columns}) SELECT {columns} FROM trials_v1")
-            conn.execute("DROP TABLE trials_v1")
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                         (str(SCHEMA_VERSION),))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StorageError(f"cannot upgrade study {self.path}: {exc} (a copy of the "
-                               f"original is in {backup})") from None
+        backup = migrate(self._conn, self.path, self.schema)
         self.schema = SCHEMA_VERSION
         return backup
 
@@ -273,9 +135,11 @@ class StudyStorage:
         identity_hash: str,
         provenance: dict[str, Any],
     ) -> "StudyStorage":
-        """Create a new study file, held by this driver (its lock) until :meth:`close`;
-        an existing file is refused (StorageError), as is a study another driver is
-        creating (StudyLockedError)."""
+        """Create a new study file (current schema) with its study row: ``name``, ``config``
+        (``SearchConfig.to_dict()``), ``identity`` (what a resume must match) and its hash,
+        ``provenance`` (versions, host, commit). It is held by this driver (its lock) until
+        :meth:`close`. Raises ``StorageError`` for an existing file and ``StudyLockedError``
+        for a study another driver is creating."""
         path = Path(path)
         if path.exists():
             raise StorageError(f"{path} already exists; use --resume to continue it")
@@ -284,32 +148,14 @@ class StudyStorage:
             if path.exists():  # created by another driver meanwhile
                 raise StorageError(f"{path} already exists; use --resume to continue it")
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = cls._connect(path)
-            with conn:
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-                conn.execute(
-                    "INSERT INTO study VALUES (1, ?, ?, ?, ?, ?, ?)",
-                    (name, _dumps(config), _dumps(identity), identity_hash, _dumps(provenance),
-                     time.time()),
-                )
+            conn = connect(path)
+            create_tables(conn, name, config, identity, identity_hash, provenance, time.time())
         except BaseException:
             lock.release()
             raise
         return cls(path, conn, lock)
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open study {path}: {exc}") from None
-        conn.isolation_level = "DEFERRED"
-        return conn
+    _connect = staticmethod(connect)
 
     def close(self) -> None:
         """Close the connection and give back the study's lock when this driver holds it."""
@@ -325,16 +171,11 @@ class StudyStorage:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        try:
-            with self._conn:
-                return self._conn.execute(sql, params)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
-
     # ------------------------------------------------------------------- study
     def study(self) -> dict[str, Any]:
-        """The study row: name, config, identity, provenance, creation time."""
+        """The study row: ``name``, ``config``, ``identity``, ``identity_hash``,
+        ``provenance`` and ``created_at`` (Unix seconds). Raises ``StorageError`` when the
+        file has no study row."""
         row = self._conn.execute(
             "SELECT name, config_json, identity_json, identity_hash, provenance_json, created_at "
             "FROM study WHERE id = 1"
@@ -354,14 +195,14 @@ class StudyStorage:
         """Record the run settings of a resumed search (identity unchanged)."""
         self._write(
             "UPDATE study SET config_json = ?, provenance_json = ? WHERE id = 1",
-            (_dumps(config), _dumps(provenance)),
+            (dumps(config), dumps(provenance)),
         )
 
     def replace_identity(self, identity: dict[str, Any], identity_hash: str) -> None:
         """Overwrite the study identity (``--force`` on resume)."""
         self._write(
             "UPDATE study SET identity_json = ?, identity_hash = ? WHERE id = 1",
-            (_dumps(identity), identity_hash),
+            (dumps(identity), identity_hash),
         )
 
     # ------------------------------------------------------------------ trials
@@ -376,8 +217,14 @@ class StudyStorage:
         kind: str = "train",
         parent: int | None = None,
     ) -> int:
-        """Insert a running trial (and the strategy state after its ask) in one transaction.
-        ``kind`` names its kind of work, ``parent`` the trial it continues (if any)."""
+        """Insert a ``running`` trial (and the strategy state after its ask) in one
+        transaction and return its number (1, 2, ...).
+
+        ``genome_key``: the genome's canonical key; ``genome``: its JSON form; ``budget``:
+        ``Budget.to_dict()``; ``strategy_state``: the strategy's state after the ask (None
+        keeps the stored one); ``worker``: where it was sent, if known; ``kind``: its kind of
+        work (``train``, ``continue``, ``supernet``, ...); ``parent``: the trial it continues.
+        Raises ``StorageError`` for a version-1 study opened for reading or a failed write."""
         if self.schema < SCHEMA_VERSION:
             raise StorageError(f"{self.path} is a schema-{self.schema} study opened for "
                                "reading; open it with write=True to add trials")
@@ -388,7 +235,7 @@ class StudyStorage:
                     "INSERT INTO trials (genome_key, budget_key, genome_json, budget_json, status, "
                     "worker, attempts, submitted_at, kind, parent) "
                     "VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?, ?)",
-                    (genome_key, budget_key(budget), _dumps(genome), _dumps(budget), worker, now,
+                    (genome_key, budget_key(budget), dumps(genome), dumps(budget), worker, now,
                      kind, parent),
                 )
                 if strategy_state is not None:
@@ -419,8 +266,12 @@ class StudyStorage:
         genome: dict[str, Any] | None = None,
         genome_key: str | None = None,
     ) -> None:
-        """Mark a trial ok or failed with its results (and the strategy state after its tell).
-        ``genome``, ``genome_key``: the genome the trial's work produced and its canonical key,
+        """Store a trial's outcome (and the strategy state after its tell) in one transaction.
+
+        ``status``: ``ok``, ``failed`` or ``pruned`` (a ``TrialStatus`` or its string; raises
+        ``StorageError`` for an unknown one); the other arguments as ``Trial``'s fields
+        (``val_acc`` a fraction, ``flops`` per image, ``curve`` one dict per epoch, times in
+        Unix seconds, ``checkpoint`` the kept weights file or None). ``genome``, ``genome_key``: the genome the trial's work produced and its canonical key,
         stored in place of the submitted ones (a ``supernet`` trial's discretised cell, so
         final runs, reports and exports find it by its key); None keeps them."""
         try:
@@ -428,13 +279,13 @@ class StudyStorage:
                 if genome is not None and genome_key is not None:
                     self._conn.execute(
                         "UPDATE trials SET genome_json = ?, genome_key = ? WHERE number = ?",
-                        (_dumps(genome), genome_key, number))
+                        (dumps(genome), genome_key, number))
                 self._conn.execute(
                     "UPDATE trials SET status = ?, val_acc = ?, params = ?, flops = ?, "
                     "metrics_json = ?, curve_json = ?, error = ?, stderr = ?, worker = ?, "
                     "attempts = ?, started_at = ?, finished_at = ?, checkpoint = ? WHERE number = ?",
                     (
-                        status, val_acc, params, flops, _dumps(metrics), _dumps(curve), error,
+                        TrialStatus.parse(status).value, val_acc, params, flops, dumps(metrics), dumps(curve), error,
                         stderr, worker, attempts, started_at, finished_at, checkpoint, number,
                     ),
                 )
@@ -445,7 +296,8 @@ class StudyStorage:
             raise StorageError(f"cannot write to study {self.path}: {exc}") from None
 
     def requeue_trial(self, number: int) -> int:
-        """Count one more attempt of a trial left running by an interrupted run; returns it."""
+        """Count one more attempt of a trial left ``running`` by an interrupted run (it is
+        evaluated again in the same row); returns the new attempt count."""
         self._write("UPDATE trials SET attempts = attempts + 1 WHERE number = ?", (number,))
         return int(self._conn.execute(
             "SELECT attempts FROM trials WHERE number = ?", (number,)).fetchone()[0])
@@ -459,49 +311,32 @@ class StudyStorage:
         """Record (or clear) the kept weights file of a trial."""
         self._write("UPDATE trials SET checkpoint = ? WHERE number = ?", (checkpoint, number))
 
-    def _row_to_trial(self, row: tuple[Any, ...]) -> TrialRecord:
-        return TrialRecord(
-            number=row[0], genome_key=row[1], budget_key=row[2], genome=json.loads(row[3]),
-            budget=json.loads(row[4]), status=row[5], val_acc=row[6], params=row[7],
-            flops=row[8], metrics=json.loads(row[9]) if row[9] else {},
-            curve=json.loads(row[10]) if row[10] else [], error=row[11], stderr=row[12],
-            worker=row[13], attempts=row[14], checkpoint=row[15], submitted_at=row[16],
-            started_at=row[17], finished_at=row[18], kind=row[19], parent=row[20],
-        )
-
-    _TRIAL_COLUMNS_V1 = (
-        "number, genome_key, budget_key, genome_json, budget_json, status, val_acc, params, flops, "
-        "metrics_json, curve_json, error, stderr, worker, attempts, checkpoint, submitted_at, "
-        "started_at, finished_at"
-    )
-
     @property
     def _TRIAL_COLUMNS(self) -> str:  # noqa: N802 - reads like the constant it was
-        """The trial columns to select: a version-1 study has no kind or parent."""
-        if self.schema < 2:
-            return self._TRIAL_COLUMNS_V1 + ", 'train', NULL"
-        return self._TRIAL_COLUMNS_V1 + ", kind, parent"
+        """The trial columns to select (``schema.trial_columns`` of this file's schema)."""
+        return trial_columns(self.schema)
 
-
-    def trials(self, status: str | None = None) -> list[TrialRecord]:
-        """All trials in submission order, optionally of one status."""
+    def trials(self, status: str | None = None) -> list[Trial]:
+        """All trials in submission order (by number), optionally only those of ``status``
+        (a ``TrialStatus`` or its string). A ``running`` trial in a study no driver holds was
+        cut short; ``--resume`` re-queues it in the same row. Reading writes nothing."""
         sql = f"SELECT {self._TRIAL_COLUMNS} FROM trials"
         params: tuple[Any, ...] = ()
         if status is not None:
             sql += " WHERE status = ?"
-            params = (status,)
-        return [self._row_to_trial(r) for r in self._conn.execute(sql + " ORDER BY number", params)]
+            params = (str(status),)
+        return [Trial.from_row(r) for r in self._conn.execute(sql + " ORDER BY number", params)]
 
-    def trial(self, number: int) -> TrialRecord:
-        """One trial by number."""
+    def trial(self, number: int) -> Trial:
+        """One trial by number; raises ``StorageError`` when the study has none so numbered."""
         row = self._conn.execute(
             f"SELECT {self._TRIAL_COLUMNS} FROM trials WHERE number = ?", (number,)
         ).fetchone()
         if row is None:
             raise StorageError(f"study {self.path} has no trial {number}")
-        return self._row_to_trial(row)
+        return Trial.from_row(row)
 
-    def find_finished(self, genome_key: str, budget: dict[str, Any]) -> TrialRecord | None:
+    def find_finished(self, genome_key: str, budget: dict[str, Any]) -> Trial | None:
         """The earliest finished trial of this (canonical genome, budget) whose result would
         come out the same if it were evaluated again, if any: an ``ok`` trial, or one that
         failed for a reason of the network itself (it cannot be built, a NaN loss, an error
@@ -514,7 +349,7 @@ class StudyStorage:
             (genome_key, budget_key(budget)),
         )
         for row in rows:
-            trial = self._row_to_trial(row)
+            trial = Trial.from_row(row)
             if trial.kind == "supernet":  # a one-shot search found it: not its training
                 continue
             if trial.status == "ok" or not is_transient_failure(trial.error):
@@ -522,22 +357,21 @@ class StudyStorage:
         return None
 
     def count(self, status: str | None = None) -> int:
-        """Number of trials, optionally of one status."""
+        """Number of trials, optionally of one status (a ``TrialStatus`` or its string)."""
         if status is None:
             return int(self._conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
-        return int(
-            self._conn.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0]
-        )
+        return int(self._conn.execute("SELECT COUNT(*) FROM trials WHERE status = ?",
+                                      (str(status),)).fetchone()[0])
 
     def count_finished(self) -> int:
-        """Number of trials that ended, ok or failed."""
+        """Number of trials that ended: ok, failed or pruned."""
         return int(
             self._conn.execute(
                 "SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed', 'pruned')"
             ).fetchone()[0]
         )
 
-    def best(self, k: int = 1) -> list[TrialRecord]:
+    def best(self, k: int = 1) -> list[Trial]:
         """The k best ok trials, ranked at the highest budget each network reached: a network
         (canonical key) is represented by its trial of the largest budget (epochs x data
         fraction; the latest on ties), networks that reached a larger budget rank first (the
@@ -563,160 +397,3 @@ class StudyStorage:
         """Canonical keys of the ok trials."""
         for (key,) in self._conn.execute("SELECT genome_key FROM trials WHERE status = 'ok'"):
             yield key
-
-    # --------------------------------------------------------- strategy state
-    def _save_state(self, state: dict[str, Any]) -> None:
-        self._conn.execute(
-            "INSERT INTO strategy_state (id, state_json, updated_at) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET state_json = excluded.state_json, "
-            "updated_at = excluded.updated_at",
-            (_dumps(state), time.time()),
-        )
-
-    def save_strategy_state(self, state: dict[str, Any]) -> None:
-        """Store the strategy state."""
-        try:
-            with self._conn:
-                self._save_state(state)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"cannot write to study {self.path}: {exc}") from None
-
-    def strategy_state(self) -> dict[str, Any] | None:
-        """The last stored strategy state, if any."""
-        row = self._conn.execute("SELECT state_json FROM strategy_state WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else None
-
-    # ------------------------------------------------------------ meta values
-    def meta_value(self, key: str) -> Any:
-        """A JSON value stored under ``key`` in the study's ``meta`` table, or None."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def meta_values(self, prefix: str) -> dict[str, Any]:
-        """Every JSON value whose ``meta`` key starts with ``prefix``, by the rest of the key."""
-        rows = self._conn.execute(
-            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
-        return {key[len(prefix):]: json.loads(value) for key, value in rows}
-
-    def set_meta_value(self, key: str, value: Any) -> None:
-        """Store a JSON value under ``key`` (replacing an earlier one). The keys ``format`` and
-        ``schema_version`` are the file's own and are refused."""
-        if key in ("format", "schema_version"):
-            raise StorageError(f"meta key {key!r} is reserved")
-        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
-
-    def start_run(self, provenance: dict[str, Any], settings: dict[str, Any]) -> int:
-        """Record the start of one run of the study (a new search or a ``--resume``): its
-        provenance (versions, host, commit) and run settings; returns its number (1, 2, ...).
-        Earlier runs' rows are kept (a resume never overwrites them)."""
-        number = len(self.meta_values("run:")) + 1
-        self.set_meta_value(f"run:{number:05d}", {
-            "number": number, "started_at": time.time(), "ended_at": None,
-            "stop_reason": None, "provenance": provenance, "settings": settings})
-        return number
-
-    def end_run(self, number: int, stop_reason: str) -> None:
-        """Record how run ``number`` ended."""
-        key = f"run:{number:05d}"
-        row = self.meta_value(key)
-        if row is not None:
-            row.update(ended_at=time.time(), stop_reason=stop_reason)
-            self.set_meta_value(key, row)
-
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run of the study, oldest first (see ``start_run``)."""
-        return [v for _, v in sorted(self.meta_values("run:").items())]
-
-    def delete_meta_value(self, key: str) -> None:
-        """Remove a ``meta`` value (no error when absent)."""
-        if key in ("format", "schema_version"):
-            raise StorageError(f"meta key {key!r} is reserved")
-        self._write("DELETE FROM meta WHERE key = ?", (key,))
-
-    def speed_choices(self, key: str) -> dict[str, dict[str, Any]]:
-        """Stored speed choices of one network setting (``speed.speed_key`` without the device),
-        by device key: ``{"cpu/x86_64/2t": {...SpeedChoice.to_dict()}}``."""
-        return self.meta_values(f"speed:{key}|")
-
-    def put_speed_choice(self, key: str, device: str, choice: dict[str, Any]) -> None:
-        """Store a measured speed choice so reruns and ``--resume`` reuse it."""
-        self.set_meta_value(f"speed:{key}|{device}", choice)
-
-    # -------------------------------------------------------------- final runs
-    def add_final_run(
-        self,
-        *,
-        trial_number: int | None,
-        genome_key: str,
-        genome: dict[str, Any],
-        budget: dict[str, Any],
-        seed: int,
-        status: str,
-        val_acc: float | None,
-        test_acc: float | None,
-        params: int | None,
-        metrics: dict[str, Any],
-        checkpoint: str | None,
-    ) -> int:
-        """Store one final training result."""
-        cur = self._write(
-            "INSERT INTO final_runs (trial_number, genome_key, genome_json, budget_json, seed, "
-            "status, val_acc, test_acc, params, metrics_json, checkpoint, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                trial_number, genome_key, _dumps(genome), _dumps(budget), seed, status, val_acc,
-                test_acc, params, _dumps(metrics), checkpoint, time.time(),
-            ),
-        )
-        return int(cur.lastrowid or 0)
-
-    def final_runs(self) -> list[FinalRunRecord]:
-        """All final trainings in order."""
-        rows = self._conn.execute(
-            "SELECT id, trial_number, genome_key, genome_json, budget_json, seed, status, val_acc, "
-            "test_acc, params, metrics_json, checkpoint, created_at FROM final_runs ORDER BY id"
-        )
-        return [
-            FinalRunRecord(
-                id=r[0], trial_number=r[1], genome_key=r[2], genome=json.loads(r[3]),
-                budget=json.loads(r[4]), seed=r[5], status=r[6], val_acc=r[7], test_acc=r[8],
-                params=r[9], metrics=json.loads(r[10]) if r[10] else {}, checkpoint=r[11],
-                created_at=r[12],
-            )
-            for r in rows
-        ]
-
-
-def artifacts_dir(study_path: str | Path) -> Path:
-    """The folder beside a study database for its weights and log."""
-    p = Path(study_path)
-    return p.with_name(p.stem + "_files")
-
-
-def resolve_checkpoint(path: str | None, study_path: str | Path) -> Path | None:
-    """The existing weights file a study recorded as ``path``, looked up in the study's own
-    artifacts folder first (``weights/`` or ``final/`` by file name, so a moved study and one
-    run from another working directory still find theirs), then as stored if absolute. A
-    relative path is never read against the current directory: it could name another study's
-    file. None if missing."""
-    if not path:
-        return None
-    p = Path(path)
-    folder = artifacts_dir(study_path)
-    candidates = [folder / p.parent.name / p.name, folder / p.name]
-    if p.is_absolute():
-        candidates.append(p)
-    for c in candidates:
-        if c.is_file():
-            return c
-    if folder.is_dir():
-        for c in folder.rglob(p.name):
-            if c.is_file():
-                return c
-    return None
-
-
-def ensure_dir(path: Path) -> Path:
-    """Create a folder (and parents) and return it."""
-    os.makedirs(path, exist_ok=True)
-    return path
