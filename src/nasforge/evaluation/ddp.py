@@ -54,7 +54,7 @@ from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.groups import EVAL_BATCH, SingleProcess
 from nasforge.evaluation.metrics import evaluate_accuracy
 from nasforge.evaluation.speed import SpeedChoice
-from nasforge.evaluation.trainer import EpochRecord, TrainResult, train
+from nasforge.evaluation.trainer import TrainResult, train
 
 __all__ = ["FAULT_ENV", "RankGroup", "rank_share", "sync_buffers", "train_data_parallel"]
 
@@ -238,25 +238,14 @@ class RankGroup(SingleProcess):
         return [float(v) for v in totals.cpu()]
 
 
-def train_data_parallel(
-    model: nn.Module,
-    data: DataSplits,
-    budget: Budget,
-    *,
-    evaluate_test: bool = False,
-    device: str | torch.device = "cpu",
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-    speed: SpeedChoice | None = None,
-    bf16_native: bool | None = None,
-    resume: dict[str, Any] | None = None,
-    keep_state: bool = False,
-    stop: Callable[[], bool] | None = None,
-    slow_group: Any = None,
-    epoch_state: str | None = None,
-) -> TrainResult:
+def train_data_parallel(model: nn.Module, data: DataSplits, budget: Budget, *,
+                        slow_group: Any = None, device: str | torch.device = "cpu",
+                        **options: Any) -> TrainResult:
     """Train ``model`` data-parallel on every rank of the default process group (see the module
-    docstring): ``trainer.train`` with a :class:`RankGroup`; the same arguments and result,
-    on every rank.
+    docstring): ``trainer.train`` with a :class:`RankGroup`; ``options`` are ``train``'s
+    keyword arguments (``evaluate_test``, ``on_epoch``, ``speed``, ``bf16_native``,
+    ``resume``, ``keep_state``, ``stop``, ``epoch_state``), the result is ``train``'s, on
+    every rank.
 
     Call it on every rank with the same, identically initialised ``model`` (build it after
     ``set_determinism(seed)``; ``DistributedDataParallel`` also broadcasts rank 0's weights).
@@ -273,7 +262,5 @@ def train_data_parallel(
             network or of another world size, a state already at ``budget.epochs``.
         RuntimeError: a collective timed out (another rank died or hung).
     """
-    return train(model, data, budget, evaluate_test=evaluate_test, device=device,
-                 on_epoch=on_epoch, speed=speed, bf16_native=bf16_native, resume=resume,
-                 keep_state=keep_state, stop=stop, epoch_state=epoch_state,
-                 group=RankGroup(slow_group, device))
+    return train(model, data, budget, device=device, group=RankGroup(slow_group, device),
+                 **options)
