@@ -263,10 +263,10 @@ def test_empty_validation_split_is_a_config_error(splits: DataSplits) -> None:
 
 @pytest.mark.parametrize("deferred", [False, True])
 def test_loss_tracker_names_first_bad_step(deferred: bool) -> None:
-    from nasforge.evaluation.trainer import _DEVICE_CHECK_EVERY, _LossTracker
+    from nasforge.evaluation.loss_tracker import DEVICE_CHECK_EVERY, LossTracker
 
-    steps = _DEVICE_CHECK_EVERY + 10
-    tracker = _LossTracker(steps, torch.device("cpu"), deferred=deferred)
+    steps = DEVICE_CHECK_EVERY + 10
+    tracker = LossTracker(steps, torch.device("cpu"), deferred=deferred)
     tracker.start_epoch()
     reasons = [tracker.record(torch.tensor(1.0), epoch=2) for _ in range(5)]
     reasons += [tracker.record(torch.tensor(float("inf")), epoch=2)]

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,13 @@ from nasforge.data import DataSplits
 from nasforge.data.augment import EpochAugmentation
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
+from nasforge.evaluation.groups import SingleProcess
+from nasforge.evaluation.loss_tracker import LossTracker
 from nasforge.evaluation.metrics import (
     Normalizer,
     autocast_context,
     count_flops,
     count_params,
-    evaluate_accuracy,
     grad_scaler,
 )
 from nasforge.evaluation.speed import (
@@ -49,11 +51,9 @@ from nasforge.evaluation.speed import (
     measure_training_step,
 )
 
-__all__ = ["EpochRecord", "TrainResult", "choose_speed", "set_determinism", "train"]
+__all__ = ["EpochRecord", "TrainResult", "choose_speed", "save_atomic", "set_determinism",
+           "train"]
 
-_EVAL_BATCH = 1024
-_DEVICE_CHECK_EVERY = 32
-"""On accelerators the loss is checked for NaN every this many steps (one sync each)."""
 
 
 @dataclass
@@ -207,72 +207,6 @@ def _steps_per_epoch(n: int, batch_size: int, max_steps: int | None) -> int:
     return steps
 
 
-class _LossTracker:
-    """Per-step training losses of one epoch, checked for NaN/inf without stalling the device.
-
-    On CPU each loss is read at once (``.item()`` costs microseconds there and syncs nothing).
-    On an accelerator (or with ``deferred=True``) the losses are written into a device buffer
-    and checked every ``_DEVICE_CHECK_EVERY`` steps and at ``flush``, so the host waits for the
-    device only that often; the first bad step is still named exactly.
-    """
-
-    def __init__(self, steps: int, device: torch.device, deferred: bool | None = None) -> None:
-        self.on_cpu = device.type == "cpu" if deferred is None else not deferred
-        self.values: list[float] = []
-        self.buffer = None if self.on_cpu else torch.zeros(steps, device=device)
-        self.count = 0
-        self.checked = 0
-
-    def start_epoch(self) -> None:
-        """Forget the previous epoch's losses."""
-        self.values.clear()
-        self.count = 0
-        self.checked = 0
-
-    def record(self, loss: torch.Tensor, epoch: int) -> str | None:
-        """Add one step's loss; a reason (``"nan loss at epoch E step S"``) if a checked one is
-        not finite."""
-        if self.on_cpu:
-            value = loss.item()
-            self.values.append(value)
-            self.count += 1
-            self.checked = self.count
-            return None if math.isfinite(value) else self._reason(value, epoch, self.count)
-        assert self.buffer is not None
-        self.buffer[self.count] = loss.detach()
-        self.count += 1
-        if self.count - self.checked >= _DEVICE_CHECK_EVERY:
-            return self.flush(epoch)
-        return None
-
-    def flush(self, epoch: int) -> str | None:
-        """Check the steps recorded since the last check (deferred mode only)."""
-        if self.on_cpu or self.checked == self.count:
-            return None
-        assert self.buffer is not None
-        pending = self.buffer[self.checked:self.count]
-        finite = torch.isfinite(pending)
-        start = self.checked
-        self.checked = self.count
-        if bool(finite.all()):
-            return None
-        i = int((~finite).nonzero()[0, 0])
-        return self._reason(float(pending[i]), epoch, start + i + 1)
-
-    def mean(self, steps: int) -> float:
-        """Mean loss over the epoch's first ``steps`` steps (NaN for none)."""
-        if steps == 0:
-            return float("nan")
-        if self.on_cpu:
-            return math.fsum(self.values[:steps]) / steps
-        assert self.buffer is not None
-        return float(self.buffer[:steps].double().mean())
-
-    @staticmethod
-    def _reason(value: float, epoch: int, step: int) -> str:
-        return f"{'nan' if math.isnan(value) else 'inf'} loss at epoch {epoch} step {step}"
-
-
 def train(
     model: nn.Module,
     data: DataSplits,
@@ -286,6 +220,8 @@ def train(
     resume: dict[str, Any] | None = None,
     keep_state: bool = False,
     stop: Callable[[], bool] | None = None,
+    group: SingleProcess | None = None,
+    epoch_state: str | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` under ``budget``; validate after every epoch.
 
@@ -312,38 +248,53 @@ def train(
     ``schedule_epochs=3``: the curves agree (tested to 1e-6 on CPU). ``ConfigError`` if the
     state is of another network or its epoch is not below ``budget.epochs``.
 
+    ``epoch_state``: a file the primary process rewrites after every epoch but the last with
+    that state (atomically: a kill never leaves half a file); when it exists at the start the
+    run continues from it (it wins over ``resume``), and it is removed when the run ends well,
+    so an interrupted final run goes on where it was cut.
+
     ``stop`` is asked after every epoch (after ``on_epoch``); when it says True training ends
     with status ``"pruned"`` (a pruner's stop request), keeping the curve so far and the last
     epoch's validation accuracy.
+
+    ``group``: who trains (:mod:`nasforge.evaluation.groups`); default this one process. The
+    data-parallel trainer (:func:`nasforge.evaluation.ddp.train_data_parallel`) passes its
+    ranks' group; ``on_epoch``, ``stop`` and ``epoch_state`` are then used on rank 0 only.
     """
     started = time.perf_counter()
+    group = SingleProcess() if group is None else group
     dev = torch.device(device)
     set_determinism(budget.seed)
     if budget.data_fraction < 1.0:
         data = data.subset_train(budget.data_fraction, budget.seed)
     model.to(dev)
-    n = int(data.train_y.shape[0])
-    if n == 0 or len(data.val_y) == 0:
-        raise ConfigError(f"{data.name}: the {'training' if n == 0 else 'validation'} split is empty")
-    batch_size = min(int(budget.batch_size), n)
-    steps = _steps_per_epoch(n, batch_size, budget.max_steps)
+    usable = group.usable(int(data.train_y.shape[0]), data, budget)
+    batch_size = min(int(budget.batch_size), usable)
+    steps = _steps_per_epoch(usable, batch_size, budget.max_steps)
+    if epoch_state and Path(epoch_state).exists():
+        resume = torch.load(epoch_state, weights_only=True)
     if resume is not None:
         if int(resume["epoch"]) >= budget.epochs:
             raise ConfigError(f"cannot continue to {budget.epochs} epoch(s) a run that already "
                               f"trained {resume['epoch']}")
+        group.check_resume(resume)
         speed = SpeedChoice.from_dict(resume["speed"])  # the parent's options: same numerics
         speed.source, speed.measured, speed.overhead_seconds = "stored", False, 0.0
-    if speed is None:
-        speed = choose_speed(model, data, budget, dev, steps * budget.epochs, bf16_native)
+    speed = group.choose_speed(speed, lambda: choose_speed(
+        model, data, budget, dev, steps * budget.epochs, bf16_native))
     setting = speed.setting
     resolved = budget.replace(precision=setting.precision, channels_last=setting.channels_last,
                               threads=setting.threads)
+    run = _Run(group, dev, started, steps, batch_size // group.world, speed.to_dict(),
+               epoch_state)
     with applied(setting, dev):
-        result = _train(model, data, resolved, evaluate_test, dev, on_epoch, started, steps,
-                        resume, keep_state, stop)
+        result = run.train(model, data, resolved, evaluate_test, on_epoch, resume,
+                           keep_state or bool(epoch_state), stop)
     result.speed = speed.to_dict()
     if result.state is not None:
         result.state["speed"] = result.speed
+    if epoch_state and group.primary and result.status == "ok":
+        Path(epoch_state).unlink(missing_ok=True)
     return result
 
 
@@ -378,158 +329,163 @@ def choose_speed(
         return choose(settings, extra, step, total_steps, min_seconds=floor)
 
 
-def _train(
-    model: nn.Module,
-    data: DataSplits,
-    budget: Budget,
-    evaluate_test: bool,
-    dev: torch.device,
-    on_epoch: Callable[[EpochRecord], None] | None,
-    started: float,
-    steps: int,
-    resume: dict[str, Any] | None = None,
-    keep_state: bool = False,
-    stop: Callable[[], bool] | None = None,
-) -> TrainResult:
-    """The training loop of ``train`` under concrete speed options (no ``auto`` left)."""
-    memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
-    if budget.channels_last:
-        model.to(memory_format=torch.channels_last)
-    params = count_params(model)
-    flops = count_flops(model, data.input_shape)
+def save_atomic(state: dict[str, Any], path: str) -> None:
+    """``torch.save`` ``state`` to ``path`` through a temporary file and a rename, so a kill
+    never leaves half a file; the folder is created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, target)
 
-    train_x = data.train_x.to(dev)
-    train_y = data.train_y.to(dev)
-    val_x, val_y = data.val_x.to(dev), data.val_y.to(dev)
-    normalize = Normalizer(data.mean, data.std, dev)
-    n = int(train_y.shape[0])
-    batch_size = min(int(budget.batch_size), n)
 
-    optimizer = _make_optimizer(model, budget)
-    scaler = grad_scaler(dev, budget.precision)
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    if budget.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=budget.schedule_span * steps
-        )
-    order_gen = torch.Generator().manual_seed(int(budget.seed))
-    augment_gen = torch.Generator().manual_seed(int(budget.seed) + 1)
-    augment = budget.augment
+@dataclass
+class _Run:
+    """One training under concrete speed options (no ``auto`` left): the loop of ``train``."""
 
-    curve: list[EpochRecord] = []
-    best_acc: float | None = None
-    since_best = 0
-    first_epoch = 1
-    pruned_at: int | None = None
-    if resume is not None:
-        try:
-            model.load_state_dict(resume["model"])
-        except RuntimeError as exc:
-            raise ConfigError(f"the state to continue is of another network: {exc}") from None
-        optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler") is not None:
-            scheduler.load_state_dict(resume["scheduler"])
-        order_gen.set_state(resume["order_rng"])
-        augment_gen.set_state(resume["augment_rng"])
-        torch.set_rng_state(resume["torch_rng"])
-        curve = [EpochRecord(**r) for r in resume["curve"]]
-        best_acc, since_best = resume["best_acc"], int(resume["since_best"])
-        first_epoch = int(resume["epoch"]) + 1
-    reason: str | None = None
-    images = 0
-    step_seconds = 0.0
-    tracker = _LossTracker(steps, dev)
+    group: SingleProcess
+    dev: torch.device
+    started: float
+    steps: int
+    local_batch: int
+    speed: dict[str, Any]
+    epoch_state: str | None
 
-    for epoch in range(first_epoch, budget.epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
-        if callable(getattr(model, "schedule_drop_path", None)):  # DARTS: linear drop-path ramp
-            model.schedule_drop_path(epoch - 1, budget.epochs)
-        tracker.start_epoch()
-        perm = torch.randperm(n, generator=order_gen).to(dev)
-        # the epoch's augmentation drawn at once and moved once: no blocking copy per step
-        plan = EpochAugmentation(
-            augment, [min(batch_size, n - step * batch_size) for step in range(steps)],
-            int(train_x.shape[-2]), int(train_x.shape[-1]), augment_gen, dev)
-        done = 0
-        for step in range(steps):
-            idx = perm[step * batch_size:(step + 1) * batch_size]
-            xb = normalize(train_x[idx])
-            yb = train_y[idx]
-            xb = plan.apply(step, xb)
-            if budget.channels_last:
-                xb = xb.contiguous(memory_format=memory_format)
-            with autocast_context(dev, budget.precision):
-                output = model(xb)
-            loss = training_loss(model, output, yb)
-            reason = tracker.record(loss, epoch)
+    def train(self, model: nn.Module, data: DataSplits, budget: Budget, evaluate_test: bool,
+              on_epoch: Callable[[EpochRecord], None] | None, resume: dict[str, Any] | None,
+              keep_state: bool, stop: Callable[[], bool] | None) -> TrainResult:
+        """Train ``model``; see ``train``."""
+        group, dev, steps, local_batch = self.group, self.dev, self.steps, self.local_batch
+        memory_format = torch.channels_last if budget.channels_last else torch.contiguous_format
+        if budget.channels_last:
+            model.to(memory_format=torch.channels_last)
+        params = count_params(model)
+        flops = count_flops(model, data.input_shape)
+        forward = group.wrap(model, dev)
+        train_x, train_y = data.train_x.to(dev), data.train_y.to(dev)
+        val_x, val_y = data.val_x.to(dev), data.val_y.to(dev)
+        normalize = Normalizer(data.mean, data.std, dev)
+        n = int(train_y.shape[0])
+        optimizer = _make_optimizer(model, budget)
+        scaler = grad_scaler(dev, budget.precision)
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        if budget.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=budget.schedule_span * steps)
+        order_gen = torch.Generator().manual_seed(int(budget.seed))
+        augment_gen = group.seed_streams(int(budget.seed))
+        curve: list[EpochRecord] = []
+        best_acc: float | None = None
+        since_best, first_epoch = 0, 1
+        pruned_at: int | None = None
+        if resume is not None:
+            try:
+                model.load_state_dict(resume["model"])
+            except RuntimeError as exc:
+                raise ConfigError(f"the state to continue is of another network: {exc}") from None
+            optimizer.load_state_dict(resume["optimizer"])
+            if scheduler is not None and resume.get("scheduler") is not None:
+                scheduler.load_state_dict(resume["scheduler"])
+            order_gen.set_state(resume["order_rng"])
+            group.restore_streams(resume, augment_gen)
+            curve = [EpochRecord(**r) for r in resume["curve"]]
+            best_acc, since_best = resume["best_acc"], int(resume["since_best"])
+            first_epoch = int(resume["epoch"]) + 1
+        reason: str | None = None
+        images, step_seconds, global_step = 0, 0.0, (first_epoch - 1) * steps
+        tracker = LossTracker(steps, dev)
+        state: dict[str, Any] | None = None
+
+        def snapshot(epoch: int) -> dict[str, Any]:
+            return {
+                "epoch": epoch,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "order_rng": order_gen.get_state(), **group.stream_state(augment_gen),
+                "curve": [dataclasses.asdict(r) for r in curve],
+                "best_acc": best_acc, "since_best": since_best, "speed": self.speed,
+            }
+
+        for epoch in range(first_epoch, budget.epochs + 1):
+            epoch_start = time.perf_counter()
+            forward.train()
+            if callable(getattr(model, "schedule_drop_path", None)):  # DARTS: drop-path ramp
+                model.schedule_drop_path(epoch - 1, budget.epochs)
+            tracker.start_epoch()
+            share = group.share(torch.randperm(n, generator=order_gen)).to(dev)
+            count = int(share.shape[0])
+            # the epoch's augmentation drawn at once and moved once: no blocking copy per step
+            plan = EpochAugmentation(
+                budget.augment,
+                [min(local_batch, count - step * local_batch) for step in range(steps)],
+                int(train_x.shape[-2]), int(train_x.shape[-1]), augment_gen, dev)
+            done = 0
+            for step in range(steps):
+                global_step += 1
+                group.before_step(global_step)
+                idx = share[step * local_batch:(step + 1) * local_batch]
+                xb = plan.apply(step, normalize(train_x[idx]))
+                if budget.channels_last:
+                    xb = xb.contiguous(memory_format=memory_format)
+                with autocast_context(dev, budget.precision):
+                    output = forward(xb)
+                loss = training_loss(model, output, train_y[idx])
+                reason = tracker.record(group.mean_loss(loss), epoch)
+                if reason is not None:
+                    break
+                optimizer_step(loss, optimizer, scaler)
+                if scheduler is not None:
+                    scheduler.step()
+                done += 1
+                images += int(idx.shape[0]) * group.world
+            if reason is None:
+                reason = tracker.flush(epoch)
+            train_loss = tracker.mean(done)
+            step_seconds += time.perf_counter() - epoch_start
             if reason is not None:
                 break
-            optimizer_step(loss, optimizer, scaler)
-            if scheduler is not None:
-                scheduler.step()
-            done += 1
-            images += int(idx.shape[0])
-        if reason is None:
-            reason = tracker.flush(epoch)
-        train_loss = tracker.mean(done)
-        step_seconds += time.perf_counter() - epoch_start
+            group.sync_buffers(model)
+            val_acc, val_loss = group.evaluate(model, val_x, val_y, data, budget)
+            if not math.isfinite(val_loss):
+                reason = (f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at "
+                          f"epoch {epoch}")
+                break
+            record = EpochRecord(epoch, train_loss, val_loss, val_acc,
+                                 time.perf_counter() - epoch_start)
+            curve.append(record)
+            if on_epoch is not None and group.primary:
+                on_epoch(record)
+            if best_acc is None or val_acc > best_acc:
+                best_acc, since_best = val_acc, 0
+            else:
+                since_best += 1
+            if self.epoch_state and epoch < budget.epochs:
+                state = snapshot(epoch)
+                if group.primary:
+                    save_atomic(state, self.epoch_state)
+            if budget.patience is not None and since_best >= budget.patience:
+                break
+            if epoch < budget.epochs and group.agree(lambda: stop is not None and stop()):
+                pruned_at = epoch
+                break
+
+        ips = images / step_seconds if step_seconds > 0 else 0.0
+        common = dict(params=params, flops=flops, images_per_second=ips, epochs_run=len(curve))
         if reason is not None:
-            break
-
-        val_acc, val_loss = evaluate_accuracy(
-            model, val_x, val_y, data.mean, data.std, batch_size=_EVAL_BATCH,
-            precision=budget.precision, channels_last=budget.channels_last,
-        )
-        if not math.isfinite(val_loss):
-            reason = f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at epoch {epoch}"
-            break
-        record = EpochRecord(epoch, train_loss, val_loss, val_acc,
-                             time.perf_counter() - epoch_start)
-        curve.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        if best_acc is None or val_acc > best_acc:
-            best_acc, since_best = val_acc, 0
-        else:
-            since_best += 1
-        if budget.patience is not None and since_best >= budget.patience:
-            break
-        if stop is not None and epoch < budget.epochs and stop():
-            pruned_at = epoch
-            break
-
-    ips = images / step_seconds if step_seconds > 0 else 0.0
-    if reason is not None:
+            return TrainResult(status="failed", reason=reason, val_acc=None, val_loss=None,
+                               best_val_acc=best_acc, test_acc=None, curve=curve,
+                               train_seconds=time.perf_counter() - self.started, **common)
+        test_acc: float | None = None
+        if evaluate_test:
+            test_acc, _ = group.evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data,
+                                         budget)
+        last = curve[-1]
+        if keep_state:
+            state = snapshot(last.epoch)
         return TrainResult(
-            status="failed", reason=reason, val_acc=None, val_loss=None, best_val_acc=best_acc,
-            test_acc=None, curve=curve, params=params, flops=flops,
-            train_seconds=time.perf_counter() - started, images_per_second=ips,
-            epochs_run=len(curve),
-        )
-    test_acc: float | None = None
-    if evaluate_test:
-        test_acc, _ = evaluate_accuracy(
-            model, data.test_x.to(dev), data.test_y.to(dev), data.mean, data.std,
-            batch_size=_EVAL_BATCH, precision=budget.precision,
-            channels_last=budget.channels_last,
-        )
-    last = curve[-1]
-    state = None
-    if keep_state:
-        state = {
-            "epoch": last.epoch, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "order_rng": order_gen.get_state(), "augment_rng": augment_gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "curve": [dataclasses.asdict(r) for r in curve],
-            "best_acc": best_acc, "since_best": since_best,
-        }
-    return TrainResult(
-        status="ok" if pruned_at is None else "pruned",
-        reason=None if pruned_at is None else f"pruned after epoch {pruned_at}",
-        val_acc=last.val_acc, val_loss=last.val_loss,
-        best_val_acc=best_acc, test_acc=test_acc, curve=curve, params=params, flops=flops,
-        train_seconds=time.perf_counter() - started, images_per_second=ips,
-        epochs_run=len(curve), state=state,
-    )
+            status="ok" if pruned_at is None else "pruned",
+            reason=None if pruned_at is None else f"pruned after epoch {pruned_at}",
+            val_acc=last.val_acc, val_loss=last.val_loss, best_val_acc=best_acc,
+            test_acc=test_acc, curve=curve, train_seconds=time.perf_counter() - self.started,
+            state=state if keep_state else None, **common)

@@ -16,6 +16,10 @@ One trial trained by N processes (``nasforge train --nproc N``, ``run.devices_pe
   behind however the launcher ends. Waits on rank 0's one-off work (speed measurement, saving
   the per-epoch state) use a second group with a longer timeout (:data:`SLOW_TIMEOUT_ENV`,
   default 600 s).
+- **Supernets.** A ``supernet`` trial (DARTS, GDAS) is searched by the N ranks too
+  (:func:`_search_rank`): each takes its share of both halves' batches and the weight and
+  architecture gradients are averaged, so every rank holds the same architecture parameters
+  and discretises to the same genome (``nasforge.oneshot.search.fit_supernet``).
 - **Clean exit.** A rank that succeeded flushes its output, destroys the process group and
   leaves normally; a failed one flushes and leaves at once.
 - **Clusters.** ``mpiexec -n N`` or ``srun -n N`` can launch the ranks of one training as the
@@ -260,12 +264,6 @@ class DataParallelEvaluate:
         self.timeout = timeout
 
     def __call__(self, task: EvalTask) -> dict[str, Any]:
-        if task.extra.get("kind") == "supernet":
-            # a one-shot (DARTS) search is not data-parallel yet (see nasforge.evaluation.ddp):
-            # it runs in this one process rather than N times over
-            from nasforge.execution.tasks import evaluate_task
-
-            return {**evaluate_task(task), "nproc": 1}
         started = time.time()
         timeout = group_timeout() if self.timeout is None else self.timeout
         ends = launch("nasforge.execution.data_parallel:evaluate_rank", (task,), self.nproc,
@@ -288,7 +286,10 @@ class DataParallelEvaluate:
 def evaluate_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
     """One rank's part of a data-parallel evaluation: ``tasks.evaluate_task`` with the
     data-parallel trainer; only rank 0 writes checkpoints and state. A task's
-    ``extra["epoch_state"]`` names the per-epoch state file an interrupted run resumes from."""
+    ``extra["epoch_state"]`` names the per-epoch state file an interrupted run resumes from.
+    A ``supernet`` task is a one-shot search over the ranks (:func:`_search_rank`)."""
+    if task.extra.get("kind") == "supernet":
+        return _search_rank(ctx, task)
     from torch import nn
 
     from nasforge.evaluation.ddp import train_data_parallel
@@ -303,6 +304,29 @@ def evaluate_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
     result = evaluate_task(task, train_fn=train_fn, device=ctx.device, primary=ctx.rank == 0)
     if isinstance(result.get("metrics"), dict):
         result["metrics"]["nproc"] = ctx.world  # stored with the trial / final run
+    return result
+
+
+def _search_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
+    """One rank's part of a data-parallel supernet search
+    (``oneshot.search.evaluate_supernet`` with the ranks' group): every rank returns the same
+    result (the architecture parameters are identical on all), rank 0's is stored; a search
+    that fails on its own terms (``NasforgeError``, e.g. a diverged supernet, which every rank
+    sees at the same step) is a failed result with the reason."""
+    from nasforge.errors import NasforgeError
+    from nasforge.evaluation.ddp import RankGroup
+    from nasforge.oneshot.search import evaluate_supernet
+
+    result: dict[str, Any] = {"trial_number": task.trial_number, "attempt": task.attempt,
+                              "started_at": time.time()}
+    try:
+        result.update(evaluate_supernet(task, device=ctx.device,
+                                        group=RankGroup(ctx.slow_group, ctx.device)))
+    except NasforgeError as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    if isinstance(result.get("metrics"), dict):
+        result["metrics"]["nproc"] = ctx.world
+    result["finished_at"] = time.time()
     return result
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.evaluation.groups import SingleProcess
 from nasforge.oneshot.discretise import cell_text, count_skips, discretise
 from nasforge.oneshot.supernet import Supernet, build_supernet
 
@@ -132,22 +133,29 @@ def finite_difference_hvp(loss_fn: Callable[[], torch.Tensor], weights: Sequence
 def _unrolled_arch_grads(model: Supernet, w_opt: torch.optim.SGD, xi: float,
                          train_batch: tuple[torch.Tensor, torch.Tensor],
                          arch_batch: tuple[torch.Tensor, torch.Tensor],
-                         settings: SupernetSettings) -> None:
-    """Set ``alpha.grad`` to DARTS' second-order gradient (eq. 7) for the next arch step."""
+                         settings: SupernetSettings, group: SingleProcess) -> None:
+    """Set ``alpha.grad`` to DARTS' second-order gradient (eq. 7) for the next arch step.
+
+    Under a data-parallel ``group`` the gradients of the virtual step and of the validation
+    loss are averaged over the ranks (so every rank moves its weights alike and perturbs them
+    along the same vector); the finite-difference term stays this rank's (the caller averages
+    ``alpha.grad``, which averages it)."""
     weights, alphas = model.weight_parameters(), model.arch_parameters()
     xt, yt = train_batch
     xa, ya = arch_batch
-    grads = torch.autograd.grad(F.cross_entropy(model(xt), yt), weights)
+    grads = group.average(torch.autograd.grad(F.cross_entropy(model(xt), yt), weights,
+                                              allow_unused=True), weights)
     saved = [w.detach().clone() for w in weights]
     with torch.no_grad():  # the virtual step w' (momentum and weight decay as published)
         for w, g in zip(weights, grads):
             buf = w_opt.state.get(w, {}).get("momentum_buffer")
-            step = g + settings.w_weight_decay * w
+            step = (0.0 if g is None else g) + settings.w_weight_decay * w
             if buf is not None:
                 step = step + settings.w_momentum * buf
             w.sub_(step, alpha=xi)
     val = F.cross_entropy(model(xa), ya)
-    both = torch.autograd.grad(val, alphas + weights, allow_unused=True)
+    both = group.average(torch.autograd.grad(val, alphas + weights, allow_unused=True),
+                         alphas + weights)
     d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, both[:len(alphas)])]
     d_w = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, both[len(alphas):])]
     with torch.no_grad():
@@ -192,7 +200,8 @@ def fit_supernet(model: Supernet, x: torch.Tensor, y: torch.Tensor, *, epochs: i
                  prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t.float(),
                  max_steps: int | None = None,
                  after_epoch: Callable[[int, float], bool] | None = None,
-                 device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                 device: str = "cpu", group: SingleProcess | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train ``model``'s weights and architecture parameters in turn on images ``x``
     [N, C, H, W] and labels ``y`` [N] (N >= 4): a seeded half of them for the weights, the
     other half for the architecture (one architecture step, then one weight step).
@@ -201,7 +210,19 @@ def fit_supernet(model: Supernet, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     ``max_steps`` caps steps per epoch; ``after_epoch(epoch, mean weight loss)`` runs after
     each epoch (1-based) and returns True to stop. Returns the (weight, architecture) index
     halves of ``x``. Raises SupernetDiverged on a NaN or infinite loss or parameter,
-    ConfigError for bad sizes."""
+    ConfigError for bad sizes.
+
+    ``group``: a data-parallel :class:`~nasforge.evaluation.ddp.RankGroup` (default: this
+    process alone). Call it on every rank with the same model, data and seed: every rank
+    draws the same batches and takes its share ``batch[rank::world]`` of both (``batch_size``
+    is the global batch, divisible by the world), the gradients of the weights and of the
+    architecture parameters and the loss are averaged over the ranks before each step, and
+    every rank then takes the same step from the same values: the architecture parameters
+    stay identical on every rank (and without batch norm the run is the one-process run on
+    the global batch, up to float rounding of the averaging). GDAS' Gumbel samples come from
+    torch's global generator, which starts alike on every rank (``seed``), so every rank
+    samples the same cell each step."""
+    group = SingleProcess() if group is None else group
     if len(y) < 4:
         raise ConfigError(f"a supernet search needs at least 4 training images, got {len(y)}")
     gen = torch.Generator().manual_seed(seed)
@@ -215,12 +236,23 @@ def fit_supernet(model: Supernet, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     a_opt = torch.optim.Adam(model.arch_parameters(), lr=settings.a_lr, betas=settings.a_betas,
                              weight_decay=settings.a_weight_decay)
     batch = max(2, min(batch_size, half))
+    if group.world > 1:
+        if batch_size % group.world:
+            raise ConfigError(f"batch_size {batch_size} is the global batch and must be "
+                              f"divisible by the {group.world} data-parallel ranks")
+        batch -= batch % group.world
+        if batch < 2 * group.world:
+            raise ConfigError(f"a supernet batch of {batch} is too small for "
+                              f"{group.world} data-parallel ranks")
     steps = max(1, half // batch)
     if max_steps is not None:
         steps = min(steps, max_steps)
 
     def get(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx[group.rank::group.world]  # this rank's share of the global batch
         return prepare(x[idx].to(dev)), y[idx].to(dev)
+
+    alphas, weights = model.arch_parameters(), model.weight_parameters()
 
     for epoch in range(epochs):
         if settings.method == "gumbel":
@@ -238,27 +270,34 @@ def fit_supernet(model: Supernet, x: torch.Tensor, y: torch.Tensor, *, epochs: i
             where = f"at epoch {epoch + 1}, step {step + 1}"
             a_opt.zero_grad(set_to_none=True)
             if settings.order == 2:
-                _unrolled_arch_grads(model, w_opt, xi, train_batch, arch_batch, settings)
+                _unrolled_arch_grads(model, w_opt, xi, train_batch, arch_batch, settings, group)
+                grads = group.average([a.grad for a in alphas], alphas)
             else:
                 arch_loss = F.cross_entropy(model(arch_batch[0]), arch_batch[1])
-                _finite(arch_loss, where)
-                grads = torch.autograd.grad(arch_loss, model.arch_parameters())
-                for a, g in zip(model.arch_parameters(), grads):
-                    a.grad = g
-            if not all(torch.isfinite(a.grad).all() for a in model.arch_parameters()):
+                mean = arch_loss.detach().reshape(1)
+                *grads, mean = group.average([*torch.autograd.grad(arch_loss, alphas), mean],
+                                             [*alphas, mean])
+                _finite(mean, where)  # type: ignore[arg-type]
+            for a, g in zip(alphas, grads):
+                a.grad = g
+            if not all(a.grad is not None and torch.isfinite(a.grad).all() for a in alphas):
                 raise SupernetDiverged(f"non-finite architecture gradient {where}")
             a_opt.step()
             w_opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(train_batch[0]), train_batch[1])
-            _finite(loss, where)
             loss.backward()
-            for a in model.arch_parameters():  # the weights' step only
+            for a in alphas:  # the weights' step only
                 a.grad = None
-            nn.utils.clip_grad_norm_(model.weight_parameters(), settings.grad_clip)
+            mean = loss.detach().reshape(1)
+            *grads, mean = group.average([*(w.grad for w in weights), mean], [*weights, mean])
+            _finite(mean, where)  # type: ignore[arg-type]
+            for w, g in zip(weights, grads):
+                w.grad = g
+            nn.utils.clip_grad_norm_(weights, settings.grad_clip)
             w_opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += float(mean)  # type: ignore[arg-type]
         sched.step()
-        for a in model.arch_parameters():
+        for a in alphas:
             if not torch.isfinite(a.detach()).all():
                 raise SupernetDiverged(f"non-finite architecture parameters after epoch "
                                        f"{epoch + 1}")
@@ -273,11 +312,17 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
                     prepare: Callable[[torch.Tensor], torch.Tensor] = lambda t: t.float(),
                     max_steps: int | None = None,
                     on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                    device: str = "cpu") -> SearchOutcome:
+                    device: str = "cpu", group: SingleProcess | None = None) -> SearchOutcome:
     """Build the supernet of ``space_name`` (stem width ``width``), :func:`fit_supernet` it on
     ``x``, ``y`` and discretise it after every epoch; ``on_epoch`` gets each epoch's record
     (epoch, supernet accuracy on the architecture half, cell, skips, softmax of the alphas).
-    Stops early per ``settings.max_skips``. Raises as :func:`fit_supernet`."""
+    Stops early per ``settings.max_skips``. Raises as :func:`fit_supernet`.
+
+    ``group``: as :func:`fit_supernet`. Before each accuracy measurement rank 0's batch-norm
+    statistics are broadcast (each rank's own are of its share of the batches) and each rank
+    measures a contiguous part of the images, the counts summed; ``on_epoch`` is called on
+    rank 0 only; every rank returns the same outcome."""
+    group = SingleProcess() if group is None else group
     started = time.time()
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -294,8 +339,13 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
         alphas = model.alphas()
         genome = discretise(space_name, alphas, operations, settings.exclude_none)
         skips = count_skips(genome)
-        state["acc"] = _accuracy(model, x[eval_idx], y[eval_idx],
-                                 lambda t: prepare(t.to(dev)), max(batch_size, 256))
+        group.sync_buffers(model)
+        lo, hi = group.shard(len(eval_idx))
+        part = eval_idx[lo:hi]
+        correct = _accuracy(model, x[part], y[part], lambda t: prepare(t.to(dev)),
+                            max(batch_size, 256)) * len(part)
+        correct, count = group.total([round(correct), len(part)])
+        state["acc"] = correct / max(1.0, count)
         record = {
             "epoch": epoch, "val_acc": state["acc"], "train_loss": loss,
             "cell": cell_text(genome), "skips": skips,
@@ -306,7 +356,7 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
         if settings.method == "gumbel":
             record["tau"] = model.tau
         history.append(record)
-        if on_epoch is not None:
+        if on_epoch is not None and group.primary:
             on_epoch(record)
         state["clock"] = time.time()
         if settings.max_skips is not None and skips > settings.max_skips:
@@ -318,7 +368,7 @@ def search_supernet(space_name: str, operations: Sequence[str], x: torch.Tensor,
 
     fit_supernet(model, x, y, epochs=epochs, batch_size=batch_size, settings=settings,
                  seed=seed, prepare=prepare, max_steps=max_steps, after_epoch=after_epoch,
-                 device=device)
+                 device=device, group=group)
     return SearchOutcome(genome=state["chosen"], history=history, supernet_acc=state["acc"],
                          stopped_early=state["stopped"],
                          params=sum(p.numel() for p in model.weight_parameters()),
@@ -340,7 +390,8 @@ def _progress(path: str | None) -> Callable[[dict[str, Any]], None] | None:
     return write
 
 
-def evaluate_supernet(task: Any) -> dict[str, Any]:
+def evaluate_supernet(task: Any, *, device: str | None = None,
+                      group: SingleProcess | None = None) -> dict[str, Any]:
     """The ``supernet`` kind of work, inside a worker's child process: search the supernet
     of ``task.space_name`` under ``task.budget`` (width = C, epochs, batch size, data
     fraction, max steps) with ``task.extra["supernet"]`` (:class:`SupernetSettings` fields),
@@ -350,7 +401,12 @@ def evaluate_supernet(task: Any) -> dict[str, Any]:
     ``val_acc``). The budget's optimizer, learning rate, schedule, augmentation and speed
     options are not used: the supernet has its own (:class:`SupernetSettings`). Exceptions
     propagate: :func:`nasforge.execution.tasks.evaluate_task` turns them into a failed
-    result with the reason."""
+    result with the reason.
+
+    ``device``: default ``evaluation_device()``. ``group``: a data-parallel rank group
+    (``nasforge.execution.data_parallel`` runs this on every rank of a trial with
+    ``devices_per_trial`` > 1; see :func:`fit_supernet`); only rank 0 writes progress lines,
+    and every rank returns the same result."""
     from nasforge.evaluation.budget import Budget
     from nasforge.evaluation.metrics import Normalizer
     from nasforge.evaluation.trainer import set_determinism
@@ -366,7 +422,7 @@ def evaluate_supernet(task: Any) -> dict[str, Any]:
     splits = load_splits(task.data)
     if budget.data_fraction < 1.0:
         splits = splits.subset_train(budget.data_fraction, task.model_seed % (2**31))
-    device = evaluation_device()
+    device = device or evaluation_device()
     set_determinism(task.model_seed)
     operations = tuple(getattr(space, "operations", None) or ())
     if not operations:
@@ -378,7 +434,8 @@ def evaluate_supernet(task: Any) -> dict[str, Any]:
         task.space_name, operations, splits.train_x, splits.train_y, splits.num_classes,
         width=budget.width, epochs=budget.epochs, batch_size=budget.batch_size,
         settings=settings, seed=task.model_seed % (2**31), prepare=normalize,
-        max_steps=budget.max_steps, on_epoch=_progress(task.progress_path), device=device)
+        max_steps=budget.max_steps, on_epoch=_progress(task.progress_path), device=device,
+        group=group)
     genome = space.genome_from_dict(space.genome_to_dict(outcome.genome))  # validated
     return {
         "status": "ok",
