@@ -7,7 +7,6 @@ trains under the budget. It never touches the study database.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from nasforge.data.task_splits import _cached_splits, final_splits, load_splits  # noqa: F401
 from nasforge.execution.faults import fault_point
 from nasforge.errors import NasforgeError
 
@@ -50,47 +50,6 @@ def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0)
 def worker_name() -> str:
     """host:pid of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_splits(data_items: tuple[tuple[str, Any], ...]) -> Any:
-    from nasforge.data import load_dataset, split_validation
-
-    data = dict(data_items)
-    dataset = load_dataset(data["dataset"], data_dir=data.get("data_dir"))
-    splits = split_validation(dataset, data["val_fraction"], data["split_seed"])
-    normalize = data.get("normalize")
-    if normalize:
-        splits = splits.with_normalization(tuple(normalize[0]), tuple(normalize[1]))
-    return splits
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def load_splits(data: dict[str, Any]) -> Any:
-    """The train/validation/test splits described by a data config dict (cached per process)."""
-    items = tuple(sorted((k, _freeze(v)) for k, v in data.items()))
-    return _cached_splits(items)
-
-
-def final_splits(splits: Any) -> Any:
-    """Splits for final training: train on train+validation (the whole training set) and
-    measure on the test set. Nothing is selected on those per-epoch test figures."""
-    import torch
-
-    return dataclasses.replace(
-        splits,
-        train_x=torch.cat([splits.train_x, splits.val_x]),
-        train_y=torch.cat([splits.train_y, splits.val_y]),
-        val_x=splits.test_x,
-        val_y=splits.test_y,
-    )
 
 
 def _progress_writer(path: str | None, final: bool = False) -> Callable[[Any], None] | None:
