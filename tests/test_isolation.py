@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import tiny_config_dict
+from nasforge.execution.results import EvalResult
 from nasforge.api import Search
 from nasforge.config import config_from_dict
 from nasforge.execution.isolation import IsolatedEvaluate, is_out_of_memory, run_isolated
@@ -37,8 +38,8 @@ def _task(number: int = 1, attempt: int = 1, **data: Any) -> EvalTask:
 
 
 # ----------------------------------------------------------------- fake evaluations
-def _ok(task: EvalTask) -> dict[str, Any]:
-    return {"status": "ok", "val_acc": 0.5, "params": 10, "flops": 10, "curve": [], "metrics": {}}
+def _ok(task: EvalTask) -> EvalResult:
+    return EvalResult(status="ok", val_acc=0.5, params=10, flops=10)
 
 
 def _raises(task: EvalTask) -> dict[str, Any]:
@@ -77,8 +78,8 @@ def _nan_loss(task: EvalTask) -> dict[str, Any]:
             return self.fc(x.flatten(1)) * float("nan")
 
     outcome = train(NanNet(), load_splits(task.data), Budget(epochs=1, batch_size=32, max_steps=3))
-    return {"status": outcome.status, "error": outcome.reason, "val_acc": outcome.val_acc,
-            "params": outcome.params}
+    return EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                      params=outcome.params)
 
 
 def _segfaults(task: EvalTask) -> dict[str, Any]:
