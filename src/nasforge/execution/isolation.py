@@ -44,7 +44,7 @@ import traceback
 from typing import Any, Callable
 
 from nasforge.execution.results import EvalResult
-from nasforge.execution.tasks import EvalTask, evaluate_task, load_splits, worker_name
+from nasforge.execution.tasks import EvalTask, evaluate_task, worker_name
 
 RETRYABLE_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _STDERR_TAIL = 4000
@@ -340,6 +340,8 @@ def run_isolated(
     _single_threaded()
     warm_up()
     if evaluate is evaluate_task or getattr(evaluate, "loads_data", False):
+        from nasforge.data.task_splits import load_splits
+
         try:
             load_splits(task.data)  # loaded once per worker; children inherit it
         except Exception:  # the child reports the data error itself

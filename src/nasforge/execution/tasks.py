@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nasforge.data.task_splits import _cached_splits, final_splits, load_splits  # noqa: F401
-from nasforge.execution.faults import fault_point
 from nasforge.errors import NasforgeError
+from nasforge.execution.faults import fault_point
 from nasforge.execution.results import EvalResult
 
 
@@ -48,6 +47,17 @@ class EvalTask:
     progress_path: str | None = None
     #: the kind of work (``nasforge.execution.kinds.KINDS``) that evaluates it
     kind: str = "train"
+
+
+def __getattr__(name: str) -> Any:
+    """``load_splits``, ``final_splits`` (and the cache ``_cached_splits``) live in
+    :mod:`nasforge.data.task_splits`; importable from here as before, loaded on first use
+    (importing this module loads no data layer and no torch)."""
+    if name in ("load_splits", "final_splits", "_cached_splits"):
+        from nasforge.data import task_splits
+
+        return getattr(task_splits, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0) -> int:
@@ -176,6 +186,7 @@ class _Built:
 
 
 def _build(task: EvalTask) -> _Built:
+    from nasforge.data.task_splits import final_splits, load_splits
     from nasforge.evaluation.budget import Budget
     from nasforge.evaluation.metrics import count_flops
     from nasforge.evaluation.trainer import set_determinism

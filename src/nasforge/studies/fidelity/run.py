@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasforge.data.task_splits import load_splits
 from nasforge.evaluation.budget import Budget
 from nasforge.execution.results import EvalResult
 from nasforge.execution.runner import Reporter, Runner, RunSummary
@@ -55,6 +54,7 @@ def make_fidelity_task(request: TaskRequest) -> EvalTask:
 def _evaluate(task: EvalTask) -> EvalResult:
     import torch
 
+    from nasforge.data.task_splits import load_splits
     from nasforge.evaluation.metrics import Normalizer, count_flops
     from nasforge.evaluation.proxies import compute_proxies
     from nasforge.evaluation.trainer import set_determinism, train
