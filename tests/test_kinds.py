@@ -236,3 +236,30 @@ def test_weight_retention_keeps_the_best_weights_only(tmp_path: Path) -> None:
         assert sorted(dropped) == sorted(n for n in paths if n != best)
         assert [n for n, p in paths.items() if p.exists()] == [best]
         assert [n for n, _ in store.checkpoints()] == [best]
+
+
+def test_a_continuation_needs_an_ok_parent_of_the_same_network_with_its_state(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    store = StudyStorage.create(tmp_path / "c.db", name="t", config={}, identity={},
+                                identity_hash="x", provenance={})
+    weights = WeightRetention(0, tmp_path / "weights")
+    one = Budget(epochs=1, width=4)
+    with store:
+        n = store.add_trial(genome_key="g", genome={}, budget=one.to_dict(), strategy_state=None)
+        store.finish_trial(n, status="ok", val_acc=0.5, params=1, flops=1, metrics={}, curve=[],
+                           error=None, stderr=None, worker="w", attempts=1, started_at=0.0,
+                           finished_at=1.0, checkpoint=None, strategy_state=None)
+
+        def problem(parent: int, budget: Budget, gkey: str = "g") -> str | None:
+            candidate = SimpleNamespace(parent=parent, budget=budget)
+            return weights.continuation_problem(store, candidate, gkey)
+
+        assert problem(99, one.replace(epochs=3)) == "no such trial"
+        assert "same network" in problem(n, one.replace(epochs=3), gkey="other")
+        assert "already trained 1" in problem(n, one)
+        assert "more than epochs" in problem(n, one.replace(epochs=3, width=8))
+        assert "state was not kept" in problem(n, one.replace(epochs=3))
+        weights.state_path(n).parent.mkdir(parents=True)
+        weights.state_path(n).write_bytes(b"s")
+        assert problem(n, one.replace(epochs=3)) is None

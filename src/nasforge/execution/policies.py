@@ -4,8 +4,8 @@
   new evaluation (de-duplication);
 - :class:`RetryPolicy`: what happens to an evaluation that was lost or killed from outside
   (run it again, leave it for ``--resume``, or record the failure);
-- :class:`WeightRetention`: where a trial's weights and training state go, and which weights
-  are kept (``run.keep_best``).
+- :class:`WeightRetention`: where a trial's weights and training state go, which weights
+  are kept (``run.keep_best``), and whether a trial's kept state can be continued.
 
 Each decides from plain facts (a trial record, an attempt count, whether the run is stopping),
 so it is tested directly, without a run.
@@ -115,6 +115,29 @@ class WeightRetention:
     def state_path(self, number: int) -> Path:
         """Where trial ``number`` keeps its training state for a continuation."""
         return self.weights_dir / f"trial_{number}.state.pt"
+
+    def continuation_problem(self, storage: StudyStorage, candidate: Any,
+                             gkey: str) -> str | None:
+        """Why ``candidate`` (a proposal naming ``candidate.parent``) cannot continue its
+        parent trial, or None when it can: the parent must be a finished ok trial of the same
+        network ``gkey`` whose budget differs only in (fewer) epochs, with its training state
+        kept on disk."""
+        try:
+            parent = storage.trial(candidate.parent)
+        except Exception:  # noqa: BLE001 - no such trial
+            return "no such trial"
+        if parent.status != "ok" or parent.genome_key != gkey:
+            return "it is not a finished ok trial of the same network"
+        mine = candidate.budget.to_dict()
+        theirs = dict(parent.budget)
+        if int(theirs.get("epochs", 0)) >= int(mine["epochs"]):
+            return f"it already trained {theirs.get('epochs')} epoch(s)"
+        theirs["epochs"] = mine["epochs"]
+        if theirs != mine:
+            return "its budget differs in more than epochs"
+        if not self.state_path(parent.number).is_file():
+            return "its training state was not kept (the strategy must set continues_trials)"
+        return None
 
     def prune(self, storage: StudyStorage) -> list[int]:
         """Delete the weights of every trial outside the ``keep_best`` best (only files of

@@ -128,16 +128,26 @@ class Runner:
         self.slots = worker_slots(executor, config.run.workers)
         from nasforge.execution.pruners import make_pruner
 
-        self.pruner = make_pruner(config.run.pruner)
+        pruner = make_pruner(config.run.pruner)
         from nasforge.objectives import needs_latency
 
         self.latency = needs_latency(config.objectives, config.constraints)
         self.live_dir = artifacts_dir(Path(storage.path).resolve()) / "live"
-        self.live = LiveChannel(self.live_dir, self.pruner, self.reporter.message, self.logger)
-        if self.pruner is not None:
+        self.live = LiveChannel(self.live_dir, pruner, self.reporter.message, self.logger)
+        if pruner is not None:
             for t in storage.trials():
                 if t.status in ("ok", "pruned"):
                     self.live.remember(t.curve)
+
+    @property
+    def pruner(self) -> Any:
+        """The run's pruner (``run.pruner``; None: none), read from the live channel; may be
+        replaced before :meth:`run`."""
+        return self.live.pruner
+
+    @pruner.setter
+    def pruner(self, pruner: Any) -> None:
+        self.live.pruner = pruner
 
     # ------------------------------------------------------------- signals
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -243,7 +253,7 @@ class Runner:
             return self._ask_supernet(candidate, bdict)
         gkey = genome_key(self.space, genome)
         if candidate.parent is not None:
-            problem = self._parent_problem(candidate, gkey)
+            problem = self.weights.continuation_problem(self.storage, candidate, gkey)
             if problem is not None:  # a strategy's mistake costs one failed trial
                 number = self.storage.add_trial(genome_key=gkey, genome=self.space.genome_to_dict(
                     genome), budget=bdict, strategy_state=self.strategy.state_dict(),
@@ -293,27 +303,6 @@ class Runner:
         self._submit(number, candidate.genome, gkey, candidate.budget, attempt=1,
                      kind="supernet", work=work)
         return True
-
-    def _parent_problem(self, candidate: Any, gkey: str) -> str | None:
-        """Why ``candidate`` cannot continue its parent trial, or None when it can: the parent
-        must be a finished ok trial of the same network whose budget differs only in (fewer)
-        epochs, with its state kept on disk."""
-        try:
-            parent = self.storage.trial(candidate.parent)
-        except Exception:  # noqa: BLE001 - no such trial
-            return "no such trial"
-        if parent.status != "ok" or parent.genome_key != gkey:
-            return "it is not a finished ok trial of the same network"
-        mine = candidate.budget.to_dict()
-        theirs = dict(parent.budget)
-        if int(theirs.get("epochs", 0)) >= int(mine["epochs"]):
-            return f"it already trained {theirs.get('epochs')} epoch(s)"
-        theirs["epochs"] = mine["epochs"]
-        if theirs != mine:
-            return "its budget differs in more than epochs"
-        if not self.weights.state_path(parent.number).is_file():
-            return "its training state was not kept (the strategy must set continues_trials)"
-        return None
 
     def _finish(self, future: Future[EvalResult]) -> TrialRecord | None:
         flight = self.inflight.pop(future)
