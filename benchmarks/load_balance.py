@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from nasforge.execution.results import EvalResult
 from nasforge.api import Search
 from nasforge.config import RunConfig, SearchConfig, config_from_dict
 from nasforge.execution.executors import make_executor
@@ -69,12 +70,11 @@ class SleepEvaluate:
     def __init__(self, times: list[float]) -> None:
         self.times = times
 
-    def __call__(self, task: EvalTask) -> dict[str, Any]:
+    def __call__(self, task: EvalTask) -> EvalResult:
         started = time.time()
         time.sleep(self.times[(task.trial_number - 1) % len(self.times)])
-        return {"status": "ok", "val_acc": (task.trial_number % 97) / 97, "params": 1000,
-                "flops": 1000, "curve": [], "metrics": {}, "started_at": started,
-                "finished_at": time.time()}
+        return EvalResult(status="ok", val_acc=(task.trial_number % 97) / 97, params=1000,
+                          flops=1000, started_at=started, finished_at=time.time())
 
 
 def _prestart(seconds: float) -> int:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nasforge.execution.results import EvalResult
 from nasforge.api import Search
 from nasforge.config import RunConfig, config_from_dict
 from nasforge.execution.executors import make_executor
@@ -64,7 +65,7 @@ class FixedNetEvaluate:
         self.batch_size = batch_size
         self.val_images = val_images
 
-    def __call__(self, task: EvalTask) -> dict[str, Any]:
+    def __call__(self, task: EvalTask) -> EvalResult:
         from nasforge.evaluation.budget import Budget
         from nasforge.evaluation.trainer import set_determinism, train
         from nasforge.execution.tasks import load_splits
@@ -77,8 +78,8 @@ class FixedNetEvaluate:
         outcome = train(model, splits, Budget(epochs=1, batch_size=self.batch_size,
                                               max_steps=self.steps, seed=task.model_seed % 2**31))
         out = outcome.to_dict()
-        return {"status": outcome.status, "error": outcome.reason, "val_acc": outcome.val_acc,
-                "params": outcome.params, "curve": out.pop("curve"), "metrics": out}
+        return EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                          params=outcome.params, curve=out.pop("curve"), metrics=out)
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -124,14 +125,14 @@ def _startup_in_worker(data: dict[str, Any], repeats: int) -> dict[str, Any]:
     shape = tuple(int(d) for d in splits.input_shape)
     classes = int(splits.num_classes)
 
-    def forward(task: EvalTask) -> dict[str, Any]:
+    def forward(task: EvalTask) -> EvalResult:
         model = fixed_net(shape[0], classes)
         with torch.no_grad():
             model(torch.zeros(16, *shape))
-        return {"status": "ok"}
+        return EvalResult(status="ok")
 
-    def noop(task: EvalTask) -> dict[str, Any]:
-        return {"status": "ok"}
+    def noop(task: EvalTask) -> EvalResult:
+        return EvalResult(status="ok")
 
     task = EvalTask(0, "global", {}, {}, {}, data, 0)
     times: dict[str, list[float]] = {"noop": [], "forward": []}

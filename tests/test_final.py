@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from conftest import tiny_config_dict
+from nasforge.execution.results import EvalResult
 from nasforge.api import train_final
 from nasforge.cli import main
 from nasforge.config import config_from_dict
@@ -118,8 +119,8 @@ def test_final_progress_files_are_removed_after_an_interrupt(tmp_path) -> None:
     class InterruptedExecutor(Executor):
         def submit(self, fn, /, *args, **kwargs):  # the run "ends" with a Ctrl-C
             future: Future = Future()
-            if args[0].extra.get("probe"):  # the cost probe before the runs gets no estimate
-                future.set_result({"status": "failed", "error": "no probe here"})
+            if args[0].kind == "probe":  # the cost probe before the runs gets no estimate
+                future.set_result(EvalResult.failure("no probe here"))
             else:
                 future.set_exception(KeyboardInterrupt())
             return future

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import tiny_config_dict
+from nasforge.execution.results import EvalResult
 from nasforge.api import Search
 from nasforge.config import config_from_dict
 from nasforge.execution.isolation import IsolatedEvaluate, is_out_of_memory, run_isolated
@@ -37,8 +38,8 @@ def _task(number: int = 1, attempt: int = 1, **data: Any) -> EvalTask:
 
 
 # ----------------------------------------------------------------- fake evaluations
-def _ok(task: EvalTask) -> dict[str, Any]:
-    return {"status": "ok", "val_acc": 0.5, "params": 10, "flops": 10, "curve": [], "metrics": {}}
+def _ok(task: EvalTask) -> EvalResult:
+    return EvalResult(status="ok", val_acc=0.5, params=10, flops=10)
 
 
 def _raises(task: EvalTask) -> dict[str, Any]:
@@ -77,8 +78,8 @@ def _nan_loss(task: EvalTask) -> dict[str, Any]:
             return self.fc(x.flatten(1)) * float("nan")
 
     outcome = train(NanNet(), load_splits(task.data), Budget(epochs=1, batch_size=32, max_steps=3))
-    return {"status": outcome.status, "error": outcome.reason, "val_acc": outcome.val_acc,
-            "params": outcome.params}
+    return EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                      params=outcome.params)
 
 
 def _segfaults(task: EvalTask) -> dict[str, Any]:
@@ -207,16 +208,16 @@ def test_every_kind_of_failure_is_one_failed_trial_and_the_search_finishes(tmp_p
 # ------------------------------------------------------------- one evaluation each
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("evaluate, error, retry", [
-    (_raises, "RuntimeError: boom in trial 1", None),
-    (_allocates, "out-of-memory", None),
-    (_nan_loss, "nan loss", None),
+    (_raises, "RuntimeError: boom in trial 1", False),
+    (_allocates, "out-of-memory", False),
+    (_nan_loss, "nan loss", False),
     (_segfaults, "evaluation process killed by SIGSEGV", False),
 ])
 def test_run_isolated_turns_each_failure_into_a_result(evaluate, error, retry) -> None:
     result = run_isolated(_task(), timeout=20, memory_limit_mb=300, evaluate=evaluate)
     assert result["status"] == "failed"
     assert error in result["error"]
-    assert result.get("retry") is retry
+    assert result.retry is retry
     assert result["worker"].endswith(f":{os.getpid()}")
     assert result["child_pid"] != os.getpid()
 
@@ -261,7 +262,7 @@ def test_stderr_is_captured_and_ok_results_come_back() -> None:
     result = run_isolated(_task(), evaluate=_stderr_and_fail)
     assert "a line on stderr from the child" in result["stderr"]
     ok = run_isolated(_task(), evaluate=_ok)
-    assert ok["status"] == "ok" and ok["val_acc"] == 0.5 and "started_at" in ok
+    assert ok["status"] == "ok" and ok["val_acc"] == 0.5 and ok.started_at is not None
 
 
 @pytest.mark.timeout(10)

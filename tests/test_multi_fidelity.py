@@ -15,6 +15,7 @@ import torch
 
 from additive_space import AdditiveSpace, additive_weights, fitness
 from conftest import tiny_config_dict
+from nasforge.execution.results import EvalResult
 from nasforge.config import config_from_dict
 from nasforge.data.datasets import stratified_order, stratified_subset
 from nasforge.errors import ConfigError
@@ -239,8 +240,8 @@ def fake_evaluate(task: Any) -> dict[str, Any]:
     acc = value(space, genome, budget)
     curve = [{"epoch": e, "val_acc": acc * e / budget.epochs, "train_loss": 1.0 / e}
              for e in range(1, budget.epochs + 1)]
-    return {"trial_number": task.trial_number, "status": "ok", "val_acc": acc, "params": 10,
-            "curve": curve, "metrics": {}, "started_at": 0.0, "finished_at": 1.0}
+    return EvalResult(trial_number=task.trial_number, status="ok", val_acc=acc, params=10,
+                      curve=curve, started_at=0.0, finished_at=1.0)
 
 
 class Killed(BaseException):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from nasforge.execution.results import EvalResult
 from nasforge.config import config_from_dict
 from nasforge.errors import ConfigError
 from nasforge.evaluation import baseline_cnn
@@ -136,9 +137,9 @@ def test_parse_prefilter() -> None:
             parse_prefilter(bad)
 
 
-def _fake_evaluate(task: EvalTask) -> dict[str, Any]:
-    return {"status": "ok", "val_acc": 0.5, "params": 1, "flops": 1, "metrics": {},
-            "curve": [], "started_at": 0.0, "finished_at": 0.0}
+def _fake_evaluate(task: EvalTask) -> EvalResult:
+    return EvalResult(status="ok", val_acc=0.5, params=1, flops=1, started_at=0.0,
+                      finished_at=0.0)
 
 
 def test_prefilter_trains_only_the_top_k_of_m(tmp_path) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import tiny_config_dict
+from nasforge.execution.results import EvalResult
 from nasforge.api import Search
 from nasforge.config import config_from_dict
 from nasforge.errors import ConfigError, StorageError
@@ -173,9 +174,9 @@ def _score_without_training(task) -> dict[str, Any]:
     space = get_space(task.space_name, **task.space_settings)
     key = genome_key(space, space.genome_from_dict(task.genome))
     now = time.time()
-    return {"status": "ok", "val_acc": int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32,
-            "params": 1, "flops": 1, "metrics": {}, "curve": [], "started_at": now,
-            "finished_at": now}
+    return EvalResult(status="ok",
+                      val_acc=int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2**32,
+                      params=1, flops=1, started_at=now, finished_at=now)
 
 
 def _merges(genome: Any, space: Any) -> bool:

@@ -271,7 +271,9 @@ def _comm(pid: int) -> str:
 
 def _sleeps(task):  # an evaluation that would run for a minute
     time.sleep(60)
-    return {"status": "ok"}
+    from nasforge.execution.results import EvalResult
+
+    return EvalResult(status="ok")
 
 
 @pytest.mark.timeout(30)

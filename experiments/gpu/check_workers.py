@@ -104,7 +104,7 @@ class DeviceEvaluate:
         self.steps = steps
         self.oom_trial = oom_trial
 
-    def __call__(self, task: Any) -> dict[str, Any]:
+    def __call__(self, task: Any) -> Any:
         import torch
 
         from nasforge.evaluation.budget import Budget
@@ -142,8 +142,10 @@ class DeviceEvaluate:
             info["own_mb"] = apps.get(os.getpid()) if apps else None
         del ballast
         info["device"] = str(next(model.parameters()).device)
-        return {"status": outcome.status, "error": outcome.reason, "val_acc": outcome.val_acc,
-                "params": outcome.params, "curve": [], "metrics": {"check": info}}
+        from nasforge.execution.results import EvalResult
+
+        return EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                          params=outcome.params, metrics={"check": info})
 
 
 def _worker_report() -> dict[str, Any]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nasforge.errors import ConfigError
+from nasforge.execution.results import EvalResult
 from nasforge.execution.tasks import EvalTask, worker_name
 
 TIMEOUT_ENV = "NASFORGE_DDP_TIMEOUT"
@@ -144,7 +145,9 @@ def _load(path: Path) -> Any:
 
 
 def _failed_value(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("status") not in (None, "ok", "pruned")
+    status = value.status if isinstance(value, EvalResult) else (
+        value.get("status") if isinstance(value, dict) else None)
+    return status not in (None, "ok", "pruned")
 
 
 def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None = None,
@@ -152,7 +155,7 @@ def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None 
     """Run ``target`` (``"module:function"``, called as ``function(RankContext, *args)``) in
     ``nproc`` fresh processes joined in one process group; each rank's return value comes
     back. Never raises for what a rank does: a rank that fails (non-zero exit, killed, or a
-    result dict whose status is not ok) ends the others at once; after a rank ended well the
+    result whose status is not ok) ends the others at once; after a rank ended well the
     others get ``timeout`` seconds (default :func:`group_timeout`) to end, then are killed.
 
     ``threads``: CPU threads of all ranks together (default ``$NASFORGE_EVAL_THREADS`` or 1);
@@ -222,8 +225,9 @@ def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None 
 def _why(end: RankEnd, nproc: int, timeout: float) -> str:
     """A one-line reason for a rank that did not succeed."""
     who = f"data-parallel rank {end.rank} of {nproc}"
-    if isinstance(end.value, dict) and end.value.get("error"):
-        text = f"{who}: {end.value['error']}"
+    error = end.value.get("error") if isinstance(end.value, (dict, EvalResult)) else None
+    if error:
+        text = f"{who}: {error}"
     elif end.killed:
         return f"{who} did not end within {timeout:g}s of the others (hung); killed"
     elif end.code is not None and end.code < 0:
@@ -249,11 +253,47 @@ def first_failure(ends: Sequence[RankEnd], timeout: float) -> str | None:
     return _why(first, len(ends), timeout)
 
 
+def as_data_parallel(task: EvalTask, nproc: int) -> EvalTask:
+    """``task`` as a ``data_parallel`` task of ``nproc`` ranks, each evaluating it as its own
+    kind (``extra["rank_kind"]``); a task whose kind cannot run data-parallel (a table
+    lookup, a probe) or is already data-parallel comes back as is."""
+    from nasforge.execution.kinds import get_kind
+
+    if task.kind == "data_parallel" or not get_kind(task.kind).parallel:
+        return task
+    import dataclasses
+
+    return dataclasses.replace(task, kind="data_parallel",
+                               extra={**task.extra, "nproc": int(nproc), "rank_kind": task.kind})
+
+
+def evaluate_data_parallel(task: EvalTask, timeout: float | None = None) -> EvalResult:
+    """The ``data_parallel`` kind's evaluate: train ``task`` with ``task.extra["nproc"]``
+    ranks; rank 0's result comes back with ``nproc`` set, or a failed result naming the
+    first rank that failed (with every rank's output tail as ``stderr``)."""
+    started = time.time()
+    nproc = int(task.extra.get("nproc", 1))
+    timeout = group_timeout() if timeout is None else timeout
+    ends = launch("nasforge.execution.data_parallel:evaluate_rank", (task,), nproc,
+                  timeout=timeout)
+    reason = first_failure(ends, timeout)
+    value = ends[0].value
+    result = value if isinstance(value, EvalResult) else EvalResult(
+        trial_number=task.trial_number, attempt=task.attempt, started_at=started)
+    if reason is not None:
+        result = result.replace(status="failed", error=reason, stderr="\n".join(
+            f"--- rank {e.rank} ---\n{e.output[-1500:]}" for e in ends))
+    result.worker = worker_name()
+    result.nproc = nproc
+    result.finished_at = time.time()
+    return result
+
+
 class DataParallelEvaluate:
     """A picklable evaluate function (as ``tasks.evaluate_task``) that trains a task with
-    ``nproc`` data-parallel ranks; rank 0's result dict comes back, with ``nproc`` added, or a
-    failed result naming the first rank that failed. Used inside
-    ``isolation.IsolatedEvaluate`` so trial timeouts and memory limits still hold."""
+    ``nproc`` data-parallel ranks (:func:`as_data_parallel`, :func:`evaluate_data_parallel`).
+    Used inside ``isolation.IsolatedEvaluate`` so trial timeouts and memory limits still
+    hold."""
 
     loads_data = False
 
@@ -263,33 +303,26 @@ class DataParallelEvaluate:
         self.nproc = int(nproc)
         self.timeout = timeout
 
-    def __call__(self, task: EvalTask) -> dict[str, Any]:
-        started = time.time()
-        timeout = group_timeout() if self.timeout is None else self.timeout
-        ends = launch("nasforge.execution.data_parallel:evaluate_rank", (task,), self.nproc,
-                      timeout=timeout)
-        reason = first_failure(ends, timeout)
-        result = ends[0].value if isinstance(ends[0].value, dict) else {}
-        if reason is not None:
-            result = {**result, "status": "failed", "error": reason,
-                      "stderr": "\n".join(f"--- rank {e.rank} ---\n{e.output[-1500:]}"
-                                          for e in ends)}
-        result.setdefault("trial_number", task.trial_number)
-        result.setdefault("attempt", task.attempt)
-        result.setdefault("started_at", started)
-        result["worker"] = worker_name()
-        result["nproc"] = self.nproc
-        result["finished_at"] = time.time()
-        return result
+    def __call__(self, task: EvalTask) -> EvalResult:
+        task = as_data_parallel(task, self.nproc)
+        if task.kind != "data_parallel":  # runs in this one process rather than N times over
+            from nasforge.execution.tasks import evaluate_task
+
+            return evaluate_task(task)
+        return evaluate_data_parallel(task, self.timeout)
 
 
-def evaluate_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
-    """One rank's part of a data-parallel evaluation: ``tasks.evaluate_task`` with the
-    data-parallel trainer; only rank 0 writes checkpoints and state. A task's
-    ``extra["epoch_state"]`` names the per-epoch state file an interrupted run resumes from.
-    A ``supernet`` task is a one-shot search over the ranks (:func:`_search_rank`)."""
-    if task.extra.get("kind") == "supernet":
+def evaluate_rank(ctx: RankContext, task: EvalTask) -> EvalResult:
+    """One rank's part of a data-parallel evaluation: the task's own kind
+    (``extra["rank_kind"]``, default ``train``) with the data-parallel trainer; only rank 0
+    writes checkpoints and state. A task's ``extra["epoch_state"]`` names the per-epoch state
+    file an interrupted run resumes from. A ``supernet`` task is a one-shot search over the
+    ranks (:func:`_search_rank`)."""
+    import dataclasses
+
+    if task.extra.get("rank_kind") == "supernet":
         return _search_rank(ctx, task)
+
     from torch import nn
 
     from nasforge.evaluation.ddp import train_data_parallel
@@ -301,32 +334,30 @@ def evaluate_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
         return train_data_parallel(model, splits, budget, slow_group=ctx.slow_group,
                                    epoch_state=task.extra.get("epoch_state"), **kwargs)
 
-    result = evaluate_task(task, train_fn=train_fn, device=ctx.device, primary=ctx.rank == 0)
-    if isinstance(result.get("metrics"), dict):
-        result["metrics"]["nproc"] = ctx.world  # stored with the trial / final run
+    own = dataclasses.replace(task, kind=str(task.extra.get("rank_kind", "train")))
+    result = evaluate_task(own, train_fn=train_fn, device=ctx.device, primary=ctx.rank == 0)
+    if result.metrics:
+        result.metrics["nproc"] = ctx.world  # stored with the trial / final run
     return result
 
 
-def _search_rank(ctx: RankContext, task: EvalTask) -> dict[str, Any]:
+def _search_rank(ctx: RankContext, task: EvalTask) -> EvalResult:
     """One rank's part of a data-parallel supernet search
     (``oneshot.search.evaluate_supernet`` with the ranks' group): every rank returns the same
     result (the architecture parameters are identical on all), rank 0's is stored; a search
-    that fails on its own terms (``NasforgeError``, e.g. a diverged supernet, which every rank
-    sees at the same step) is a failed result with the reason."""
-    from nasforge.errors import NasforgeError
+    that fails (e.g. a diverged supernet, which every rank sees at the same step) is a failed
+    result with the reason (``tasks.guarded``)."""
+    import dataclasses
+
     from nasforge.evaluation.ddp import RankGroup
+    from nasforge.execution.tasks import guarded
     from nasforge.oneshot.search import evaluate_supernet
 
-    result: dict[str, Any] = {"trial_number": task.trial_number, "attempt": task.attempt,
-                              "started_at": time.time()}
-    try:
-        result.update(evaluate_supernet(task, device=ctx.device,
-                                        group=RankGroup(ctx.slow_group, ctx.device)))
-    except NasforgeError as exc:
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    if isinstance(result.get("metrics"), dict):
-        result["metrics"]["nproc"] = ctx.world
-    result["finished_at"] = time.time()
+    own = dataclasses.replace(task, kind="supernet")
+    result = guarded(own, lambda t: evaluate_supernet(
+        t, device=ctx.device, group=RankGroup(ctx.slow_group, ctx.device)))
+    if isinstance(result.metrics, dict):
+        result.metrics["nproc"] = ctx.world
     return result
 
 
@@ -475,9 +506,9 @@ def _train_main(argv: Sequence[str]) -> None:
     result = evaluate_rank(ctx, task)
     if ctx.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
-        print(f"rank 0: {result.get('status')} test acc {result.get('test_acc')} "
-              f"error {result.get('error')}", flush=True)
+        (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1, default=str))
+        print(f"rank 0: {result.status} test acc {result.test_acc} "
+              f"error {result.error}", flush=True)
     _leave(0, not _failed_value(result))
 
 
@@ -502,5 +533,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["DEFAULT_TIMEOUT", "DataParallelEvaluate", "RankContext", "RankEnd", "evaluate_rank",
-           "first_failure", "group_timeout", "launch", "ping", "ranks_from_env"]
+__all__ = ["DEFAULT_TIMEOUT", "DataParallelEvaluate", "RankContext", "RankEnd", "as_data_parallel",
+           "evaluate_data_parallel", "evaluate_rank", "first_failure", "group_timeout", "launch", "ping", "ranks_from_env"]

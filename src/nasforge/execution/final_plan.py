@@ -29,6 +29,7 @@ from typing import Any
 from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.speed import SpeedChoice, speed_key
 from nasforge.execution.isolation import IsolatedEvaluate
+from nasforge.execution.results import EvalResult
 from nasforge.execution.tasks import EvalTask
 from nasforge.storage.sqlite import StudyStorage, budget_key
 
@@ -106,24 +107,25 @@ def plan_final(
         task = EvalTask(
             trial_number=-1, space_name=space.name, space_settings=space.settings(),
             genome=space.genome_to_dict(genome), budget=planned.to_dict(), data=data,
-            model_seed=0, final=True, extra={"probe": True, **speed_extra(storage, gkey, planned)},
+            model_seed=0, final=True, kind="probe", extra=speed_extra(storage, gkey, planned),
         )
         futures[executor.submit(IsolatedEvaluate(), task)] = gkey
     for future, gkey in futures.items():
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - a lost probe costs the estimate only
-            result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        if result.get("status") == "ok" and result.get("step_seconds"):
-            result["setup_seconds"] = result["probe_seconds"] - SpeedChoice.from_dict(
-                result["speed"]).overhead_seconds
-            probes[gkey] = result
-            speed = result["speed"]
+            result = EvalResult.failure(f"{type(exc).__name__}: {exc}")
+        if result.ok and result.metrics.get("step_seconds") and result.speed:
+            speed = result.speed
+            probe = {**result.metrics, "speed": speed, "speed_device": result.speed_device}
+            probe["setup_seconds"] = probe["probe_seconds"] - SpeedChoice.from_dict(
+                speed).overhead_seconds
+            probes[gkey] = probe
             if planned.speed_auto and speed.get("measured"):
                 storage.put_speed_choice(speed_key(gkey, planned.width, planned.batch_size),
-                                         result["speed_device"], speed)
+                                         result.speed_device, speed)
         elif reporter is not None:
-            reporter.message(f"final: could not estimate the cost ({result.get('error')})")
+            reporter.message(f"final: could not estimate the cost ({result.error})")
     probe_seconds = time.time() - started
 
     def total(epochs: int) -> tuple[float, dict[str, float]]:

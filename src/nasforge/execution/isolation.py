@@ -5,7 +5,7 @@ evaluation (``os.fork``, so it works inside daemonic Dask workers and MPI ranks 
 child inherits the data the worker already loaded (copy-on-write: start-up is cheap),
 optionally gets an address-space limit, writes its stderr to a file and sends its result back
 through a pipe. When the child ends, every byte it held returns to the system. The parent turns
-whatever happened into a result dict:
+whatever happened into an :class:`~nasforge.execution.results.EvalResult`:
 
 - a result sent back: as is (ok, or failed with the trainer's reason, e.g. NaN loss);
 - an exception in the child: failed with its text; out-of-memory is recognised and named;
@@ -43,7 +43,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-from nasforge.execution.tasks import EvalTask, evaluate_task, load_splits, worker_name
+from nasforge.execution.results import EvalResult
+from nasforge.execution.tasks import EvalTask, evaluate_task, worker_name
 
 RETRYABLE_SIGNALS = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _STDERR_TAIL = 4000
@@ -158,7 +159,7 @@ def _child_setup(parent_pid: int) -> None:
 
 
 def _child(
-    evaluate: Callable[[EvalTask], dict[str, Any]],
+    evaluate: Callable[[EvalTask], EvalResult],
     task: EvalTask,
     write_fd: int,
     stderr_path: str,
@@ -187,22 +188,23 @@ def _child(
                 limit = _vm_size_bytes() + memory_limit_bytes
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             result = evaluate(task)
-            error = str(result.get("error") or "") + str(result.get("stderr") or "")
-            if (result.get("status") == "failed" and is_out_of_memory(error)
-                    and not str(result.get("error") or "").startswith("out-of-memory")):
-                result["error"] = f"out-of-memory: {result.get('error')}"
+            if not isinstance(result, EvalResult):
+                raise TypeError(f"an evaluate function must return an EvalResult, not "
+                                f"{type(result).__name__}")
+            error = str(result.error or "") + str(result.stderr or "")
+            if (result.status == "failed" and is_out_of_memory(error)
+                    and not str(result.error or "").startswith("out-of-memory")):
+                result.error = f"out-of-memory: {result.error}"
         except BaseException as exc:  # noqa: BLE001 - everything becomes a failed result
             text = f"{type(exc).__name__}: {exc}"
-            result = {
-                "status": "failed",
-                "error": f"out-of-memory: {text}" if is_out_of_memory(text) else text,
-                "stderr": traceback.format_exc(limit=20),
-            }
+            result = EvalResult.failure(
+                f"out-of-memory: {text}" if is_out_of_memory(text) else text,
+                stderr=traceback.format_exc(limit=20))
         try:
             payload = pickle.dumps(result)
         except Exception as exc:  # noqa: BLE001 - e.g. a lambda in the result
-            payload = pickle.dumps({"status": "failed", "error": f"the evaluation's result "
-                                    f"cannot be sent back ({type(exc).__name__}: {exc})"})
+            payload = pickle.dumps(EvalResult.failure(
+                f"the evaluation's result cannot be sent back ({type(exc).__name__}: {exc})"))
         view = memoryview(len(payload).to_bytes(8, "big") + payload)
         while view:
             written = os.write(write_fd, view)
@@ -323,8 +325,8 @@ def run_isolated(
     *,
     timeout: float | None = None,
     memory_limit_mb: int | None = None,
-    evaluate: Callable[[EvalTask], dict[str, Any]] = evaluate_task,
-) -> dict[str, Any]:
+    evaluate: Callable[[EvalTask], EvalResult] = evaluate_task,
+) -> EvalResult:
     """Evaluate ``task`` in a forked child; never raises for anything the child does.
 
     ``timeout`` counts from the fork (the worker's one-off warm-up and data load are not the
@@ -338,6 +340,8 @@ def run_isolated(
     _single_threaded()
     warm_up()
     if evaluate is evaluate_task or getattr(evaluate, "loads_data", False):
+        from nasforge.data.task_splits import load_splits
+
         try:
             load_splits(task.data)  # loaded once per worker; children inherit it
         except Exception:  # the child reports the data error itself
@@ -425,13 +429,14 @@ def run_isolated(
     base = {"trial_number": task.trial_number, "worker": worker_name(), "started_at": started,
             "attempt": task.attempt, "child_pid": pid}
     if timed_out:
-        return {**base, "status": "failed", "error": f"timeout after {timeout:g}s",
-                "stderr": stderr_tail, "finished_at": time.time()}
-    result: dict[str, Any] | None = None
+        return EvalResult.failure(f"timeout after {timeout:g}s", stderr=stderr_tail, **base)
+    result: EvalResult | None = None
     if chunks and _complete(chunks):
         try:
             result = pickle.loads(b"".join(chunks)[8:])
         except Exception:
+            result = None
+        if not isinstance(result, EvalResult):
             result = None
     if result is None:
         if os.WIFSIGNALED(status):
@@ -444,18 +449,20 @@ def run_isolated(
                     reason, retry = "out-of-memory (killed by the kernel OOM killer)", False
                 elif is_out_of_memory(stderr_tail):
                     reason, retry = "out-of-memory (killed by SIGKILL)", False
-            return {**base, "status": "failed", "error": reason, "retry": retry,
-                    "stderr": stderr_tail, "finished_at": time.time()}
+            return EvalResult.failure(reason, stderr=stderr_tail, retry=retry, **base)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-        return {**base, "status": "failed",
-                "error": f"evaluation process exited with code {code} without a result",
-                "stderr": stderr_tail, "finished_at": time.time()}
-    if result.get("status") != "ok" and not result.get("stderr"):
-        result["stderr"] = stderr_tail
-    result["worker"] = base["worker"]
-    result["child_pid"] = pid
-    result.setdefault("started_at", started)
-    result.setdefault("finished_at", time.time())
+        return EvalResult.failure(f"evaluation process exited with code {code} without a "
+                                  "result", stderr=stderr_tail, **base)
+    if result.status != "ok" and not result.stderr:
+        result.stderr = stderr_tail
+    result.worker = base["worker"]
+    result.child_pid = pid
+    if result.trial_number is None:
+        result.trial_number, result.attempt = task.trial_number, task.attempt
+    if result.started_at is None:
+        result.started_at = started
+    if result.finished_at is None:
+        result.finished_at = time.time()
     return result
 
 
@@ -463,11 +470,11 @@ class IsolatedEvaluate:
     """A picklable callable that evaluates a task in a child process with limits."""
 
     def __init__(self, timeout: float | None = None, memory_limit_mb: int | None = None,
-                 evaluate: Callable[[EvalTask], dict[str, Any]] = evaluate_task) -> None:
+                 evaluate: Callable[[EvalTask], EvalResult] = evaluate_task) -> None:
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
         self.evaluate = evaluate
 
-    def __call__(self, task: EvalTask) -> dict[str, Any]:
+    def __call__(self, task: EvalTask) -> EvalResult:
         return run_isolated(task, timeout=self.timeout, memory_limit_mb=self.memory_limit_mb,
                             evaluate=self.evaluate)

@@ -18,12 +18,14 @@ for real data, not here. There is no final training.
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, Callable
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, NasforgeError
+from nasforge.execution.results import EvalResult
 from nasforge.execution.tasks import EvalTask
 
 EVALUATORS: tuple[str, ...] = ("train", "tabular:nb201")
@@ -59,32 +61,55 @@ class InlineExecutor(Executor):
 
 
 class TabularEvaluate:
-    """Answers an ``EvalTask`` of the nb201 space from the table (loaded once)."""
+    """Answers an ``EvalTask`` of the nb201 space from the table (loaded once, when made: a
+    missing or corrupt table is one line before any study is written)."""
 
     def __init__(self, table: Any = None) -> None:
         from nasforge.benchmarks.nb201_table import load_table
 
         self.table = table if table is not None else load_table()
 
-    def __call__(self, task: EvalTask) -> dict[str, Any]:
-        from nasforge.benchmarks.nb201_table import PUBLISHED_SETUP
-        from nasforge.spaces import get_space
+    def __call__(self, task: EvalTask) -> EvalResult:
+        return lookup(self.table, task)
 
-        started = time.time()
-        space = get_space(task.space_name, **task.space_settings)
-        genome = space.genome_from_dict(task.genome)
-        value = self.table.lookup(genome)
-        shape, classes = PUBLISHED_SETUP["input_shape"], PUBLISHED_SETUP["num_classes"]
-        width = PUBLISHED_SETUP["channels"]
-        if task.extra.get("save_state"):  # a lookup has no training state; the marker lets a
-            Path(task.extra["save_state"]).parent.mkdir(parents=True, exist_ok=True)
-            Path(task.extra["save_state"]).write_text("tabular")  # promotion "continue" it
-        return {
-            "trial_number": task.trial_number, "status": "ok", "val_acc": value / 100.0,
-            "params": space.count_params(genome, shape, classes, width),
-            "flops": None, "curve": [], "worker": "driver", "attempt": task.attempt,
-            "metrics": {"benchmark": "tabular:nb201", "test_accuracy": value,
-                        "simulated_seconds": self.table.cost(genome),
-                        "table_sha256": self.table.sha256},
-            "started_at": started, "finished_at": time.time(),
-        }
+
+def lookup(table: Any, task: EvalTask) -> EvalResult:
+    """The result of ``task`` (a genome of the nb201 space) read from ``table``; a lookup
+    keeps a marker file where a promotion would look for a training state."""
+    from nasforge.benchmarks.nb201_table import PUBLISHED_SETUP
+    from nasforge.spaces import get_space
+
+    started = time.time()
+    space = get_space(task.space_name, **task.space_settings)
+    genome = space.genome_from_dict(task.genome)
+    value = table.lookup(genome)
+    shape, classes = PUBLISHED_SETUP["input_shape"], PUBLISHED_SETUP["num_classes"]
+    width = PUBLISHED_SETUP["channels"]
+    if task.extra.get("save_state"):  # a lookup has no training state; the marker lets a
+        Path(task.extra["save_state"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(task.extra["save_state"]).write_text("tabular")  # promotion "continue" it
+    return EvalResult(
+        status="ok", trial_number=task.trial_number, attempt=task.attempt, worker="driver",
+        val_acc=value / 100.0, params=space.count_params(genome, shape, classes, width),
+        flops=None, curve=[],
+        metrics={"benchmark": "tabular:nb201", "test_accuracy": value,
+                 "simulated_seconds": table.cost(genome), "table_sha256": table.sha256},
+        started_at=started, finished_at=time.time())
+
+
+@functools.lru_cache(maxsize=1)
+def _default_table() -> Any:
+    from nasforge.benchmarks.nb201_table import load_table
+
+    return load_table()
+
+
+def evaluate_tabular(task: EvalTask) -> EvalResult:
+    """The ``tabular`` kind's evaluate: :func:`lookup` in the default table (loaded once per
+    process); a table that cannot be loaded is a failed result with its one-line reason."""
+    try:
+        table = _default_table()
+    except NasforgeError as exc:
+        return EvalResult.failure(str(exc), trial_number=task.trial_number,
+                                  attempt=task.attempt, worker="driver")
+    return lookup(table, task)

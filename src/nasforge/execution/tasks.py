@@ -1,4 +1,7 @@
-"""What travels to a worker (an evaluation task) and what comes back (a result dict).
+"""What travels to a worker (an evaluation task) and the training kinds' worker side.
+
+What comes back is an :class:`~nasforge.execution.results.EvalResult`; which function
+evaluates a task is its kind's (``nasforge.execution.kinds``).
 
 The worker side builds the network from the genome, loads the data from its own disk and
 trains under the budget. It never touches the study database.
@@ -7,7 +10,6 @@ trains under the budget. It never touches the study database.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -18,13 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nasforge.execution.faults import fault_point
 from nasforge.errors import NasforgeError
+from nasforge.execution.faults import fault_point
+from nasforge.execution.results import EvalResult
 
 
 @dataclass(frozen=True)
 class EvalTask:
-    """One evaluation: a genome of a space, a budget, where the data is, a seed."""
+    """One evaluation: a genome of a space, a budget, where the data is, a seed, and its kind
+    of work. Picklable (it crosses process, MPI and Dask boundaries). ``extra`` holds the
+    kind's own settings (``save_state``, ``resume_from``, ``stop``, ``speed``, ``latency``,
+    ``supernet``, ``nproc``, the fidelity study's seeds and proxies)."""
 
     trial_number: int
     space_name: str
@@ -39,6 +45,19 @@ class EvalTask:
     extra: dict[str, Any] = field(default_factory=dict)
     #: a file to append one JSON line to after every epoch (live progress of long runs)
     progress_path: str | None = None
+    #: the kind of work (``nasforge.execution.kinds.KINDS``) that evaluates it
+    kind: str = "train"
+
+
+def __getattr__(name: str) -> Any:
+    """``load_splits``, ``final_splits`` (and the cache ``_cached_splits``) live in
+    :mod:`nasforge.data.task_splits`; importable from here as before, loaded on first use
+    (importing this module loads no data layer and no torch)."""
+    if name in ("load_splits", "final_splits", "_cached_splits"):
+        from nasforge.data import task_splits
+
+        return getattr(task_splits, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0) -> int:
@@ -50,47 +69,6 @@ def model_seed(study_seed: int, genome_key: str, budget_key: str, salt: int = 0)
 def worker_name() -> str:
     """host:pid of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_splits(data_items: tuple[tuple[str, Any], ...]) -> Any:
-    from nasforge.data import load_dataset, split_validation
-
-    data = dict(data_items)
-    dataset = load_dataset(data["dataset"], data_dir=data.get("data_dir"))
-    splits = split_validation(dataset, data["val_fraction"], data["split_seed"])
-    normalize = data.get("normalize")
-    if normalize:
-        splits = splits.with_normalization(tuple(normalize[0]), tuple(normalize[1]))
-    return splits
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def load_splits(data: dict[str, Any]) -> Any:
-    """The train/validation/test splits described by a data config dict (cached per process)."""
-    items = tuple(sorted((k, _freeze(v)) for k, v in data.items()))
-    return _cached_splits(items)
-
-
-def final_splits(splits: Any) -> Any:
-    """Splits for final training: train on train+validation (the whole training set) and
-    measure on the test set. Nothing is selected on those per-epoch test figures."""
-    import torch
-
-    return dataclasses.replace(
-        splits,
-        train_x=torch.cat([splits.train_x, splits.val_x]),
-        train_y=torch.cat([splits.train_y, splits.val_y]),
-        val_x=splits.test_x,
-        val_y=splits.test_y,
-    )
 
 
 def _progress_writer(path: str | None, final: bool = False) -> Callable[[Any], None] | None:
@@ -174,107 +152,166 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
     }
 
 
-def evaluate_task(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
-                  device: str | None = None, primary: bool = True) -> dict[str, Any]:
-    """Build, train and measure one genome; every failure becomes a failed result dict.
+def guarded(task: EvalTask, evaluate: Callable[[EvalTask], EvalResult]) -> EvalResult:
+    """``evaluate(task)`` with the result's bookkeeping (trial number, attempt, worker, start
+    and end times) filled in; every exception becomes a failed result with its reason (and
+    its traceback as ``stderr``, unless it is a :class:`~nasforge.errors.NasforgeError`)."""
+    started = time.time()
+    try:
+        result = evaluate(task)
+    except NasforgeError as exc:
+        result = EvalResult.failure(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # any evaluation bug is a failed trial, never a dead search
+        result = EvalResult.failure(f"{type(exc).__name__}: {exc}",
+                                    stderr=traceback.format_exc(limit=20))
+    result.trial_number = task.trial_number
+    result.attempt = task.attempt
+    result.worker = worker_name()
+    result.started_at = started
+    result.finished_at = time.time()
+    return result
+
+
+@dataclass
+class _Built:
+    """A task's network, built in the worker: what training and probing share."""
+
+    space: Any
+    genome: Any
+    budget: Any
+    splits: Any
+    model: Any
+    flops: int
+    data_seconds: float
+
+
+def _build(task: EvalTask) -> _Built:
+    from nasforge.data.task_splits import final_splits, load_splits
+    from nasforge.evaluation.budget import Budget
+    from nasforge.evaluation.metrics import count_flops
+    from nasforge.evaluation.trainer import set_determinism
+    from nasforge.spaces import chosen_network_space, get_space
+
+    if task.final:  # the search's limits (max_params) do not bind the chosen network
+        space = chosen_network_space(task.space_name, dict(task.space_settings))
+    else:
+        space = get_space(task.space_name, **task.space_settings)
+    genome = space.genome_from_dict(task.genome)
+    budget = Budget.from_dict(task.budget)
+    if not task.final:
+        fault_point("eval-start", f"{task.trial_number}.{task.attempt}")
+    load_started = time.time()
+    splits = load_splits(task.data)
+    if task.final:
+        splits = final_splits(splits)
+    data_seconds = time.time() - load_started
+    set_determinism(task.model_seed)
+    model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
+    flops = count_flops(model, splits.input_shape)
+    budget = budget.replace(seed=task.model_seed % (2**31))
+    if task.final:
+        budget = budget.replace(patience=None)
+    return _Built(space, genome, budget, splits, model, flops, data_seconds)
+
+
+def _train(task: EvalTask, resume: Any, train_fn: Callable[..., Any] | None,
+           device: str | None, primary: bool) -> EvalResult:
+    import torch
+
+    from nasforge.evaluation.trainer import train
+    from nasforge.execution.devices import evaluation_device
+
+    built = _build(task)
+    model = built.model
+    device = device or evaluation_device()
+    save_state = task.extra.get("save_state")
+    stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
+    outcome = (train_fn or train)(model, built.splits, built.budget, device=device,
+                    on_epoch=_progress_writer(task.progress_path, task.final),
+                    speed=_stored_speed(task, device), resume=resume,
+                    keep_state=bool(save_state),
+                    stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
+    result = EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                        params=outcome.params, flops=built.flops, speed=outcome.speed,
+                        speed_device=_speed_device(device), data_seconds=built.data_seconds)
+    if save_state and outcome.state is not None and primary:
+        Path(save_state).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(outcome.state, save_state)
+        result.state = save_state
+    metrics = outcome.to_dict()
+    metrics["device"] = device
+    if task.extra.get("latency") and outcome.status == "ok" and primary:  # an objective asks
+        from nasforge.objectives import measure_latency
+
+        metrics["latency_ms"] = measure_latency(model, built.splits.input_shape, device)
+        metrics["latency_threads"] = torch.get_num_threads()
+    metrics["flops"] = built.flops
+    result.curve = metrics.pop("curve")
+    result.metrics = metrics
+    if task.final:
+        result.test_acc = outcome.val_acc
+    if task.checkpoint_path and outcome.status == "ok" and primary:
+        Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)
+        result.checkpoint = task.checkpoint_path
+    return result
+
+
+def evaluate_training(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
+                      device: str | None = None, primary: bool = True) -> EvalResult:
+    """The ``train`` kind: build, train and measure one genome from scratch (a final run when
+    ``task.final``: train+validation data, measured on the test set); every failure becomes a
+    failed result.
 
     A data-parallel rank (``nasforge.execution.data_parallel``) passes its ``train_fn``
     (``trainer.train``'s arguments), its ``device`` and ``primary=False`` on ranks other than
-    0, which then write no checkpoint, state or latency. A task with ``extra["kind"] ==
-    "supernet"`` is a one-shot search instead (:func:`nasforge.oneshot.search.evaluate_supernet`):
-    its result names the genome found."""
-    started = time.time()
-    result: dict[str, Any] = {
-        "trial_number": task.trial_number,
-        "worker": worker_name(),
-        "started_at": started,
-        "attempt": task.attempt,
-    }
-    try:
-        if task.extra.get("kind") == "supernet":  # one-shot search (nasforge.oneshot)
-            from nasforge.oneshot.search import evaluate_supernet
+    0, which then write no checkpoint, state or latency."""
+    return guarded(task, lambda t: _train(t, None, train_fn, device, primary))
 
-            result.update(evaluate_supernet(task))
-            result["finished_at"] = time.time()
-            return result
+
+def evaluate_continue(task: EvalTask, *, train_fn: Callable[..., Any] | None = None,
+                      device: str | None = None, primary: bool = True) -> EvalResult:
+    """The ``continue`` kind: as :func:`evaluate_training`, going on from the parent trial's
+    training state (``task.extra["resume_from"]``, saved by the parent's ``save_state``)."""
+
+    def resume(t: EvalTask) -> EvalResult:
         import torch
 
-        from nasforge.evaluation.budget import Budget
-        from nasforge.evaluation.metrics import count_flops
-        from nasforge.evaluation.trainer import set_determinism, train
+        state = torch.load(t.extra["resume_from"], weights_only=True)
+        return _train(t, state, train_fn, device, primary)
+
+    return guarded(task, resume)
+
+
+def evaluate_probe(task: EvalTask, **_: Any) -> EvalResult:
+    """The ``probe`` kind: build the final run's network, choose its speed options and time
+    its step without training (:func:`probe_speed`); ``metrics`` holds ``step_seconds``,
+    ``steps_per_epoch``, ``eval_images`` and ``probe_seconds``."""
+
+    def probe(t: EvalTask) -> EvalResult:
         from nasforge.execution.devices import evaluation_device
-        from nasforge.spaces import chosen_network_space, get_space
 
-        if task.final:  # the search's limits (max_params) do not bind the chosen network
-            space = chosen_network_space(task.space_name, dict(task.space_settings))
-        else:
-            space = get_space(task.space_name, **task.space_settings)
-        genome = space.genome_from_dict(task.genome)
-        budget = Budget.from_dict(task.budget)
-        if not task.final and not task.extra.get("probe"):
-            fault_point("eval-start", f"{task.trial_number}.{task.attempt}")
-        load_started = time.time()
-        splits = load_splits(task.data)
-        if task.final:
-            splits = final_splits(splits)
-        result["data_seconds"] = time.time() - load_started
-        set_determinism(task.model_seed)
-        model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
-        flops = count_flops(model, splits.input_shape)
-        budget = budget.replace(seed=task.model_seed % (2**31))
-        if task.final:
-            budget = budget.replace(patience=None)
-        device = device or evaluation_device()
-        stored = _stored_speed(task, device)
-        if task.extra.get("probe"):
-            result.update(probe_speed(model, splits, budget, device, stored), status="ok")
-            result["finished_at"] = time.time()
-            return result
-        resume = None
-        if task.extra.get("resume_from"):  # the ``continue`` kind: go on from a parent's state
-            resume = torch.load(task.extra["resume_from"], weights_only=True)
-        save_state = task.extra.get("save_state")
-        stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
-        outcome = (train_fn or train)(model, splits, budget, device=device,
-                        on_epoch=_progress_writer(task.progress_path, task.final), speed=stored,
-                        resume=resume, keep_state=bool(save_state),
-                        stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
-        if save_state and outcome.state is not None and primary:
-            Path(save_state).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(outcome.state, save_state)
-            result["state"] = save_state
-        out = outcome.to_dict()
-        out["device"] = device
-        if task.extra.get("latency") and outcome.status == "ok" and primary:  # an objective asks for it
-            from nasforge.objectives import measure_latency
+        built = _build(t)
+        device = evaluation_device()
+        figures = probe_speed(built.model, built.splits, built.budget, device,
+                              _stored_speed(t, device))
+        return EvalResult(status="ok", speed=figures.pop("speed"),
+                          speed_device=figures.pop("speed_device"), metrics=figures,
+                          data_seconds=built.data_seconds)
 
-            out["latency_ms"] = measure_latency(model, splits.input_shape, device)
-            out["latency_threads"] = torch.get_num_threads()
-        result["speed"] = outcome.speed
-        result["speed_device"] = _speed_device(device)
-        out["flops"] = flops
-        result.update(
-            status=outcome.status,
-            error=outcome.reason,
-            val_acc=outcome.val_acc,
-            params=outcome.params,
-            flops=flops,
-            curve=out.pop("curve"),
-            metrics=out,
-        )
-        if task.final:
-            result["test_acc"] = outcome.val_acc
-        if task.checkpoint_path and outcome.status == "ok" and primary:
-            Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)
-            result["checkpoint"] = task.checkpoint_path
+    return guarded(task, probe)
+
+
+def evaluate_task(task: EvalTask, **options: Any) -> EvalResult:
+    """Evaluate ``task`` by its kind (``task.kind``, a lookup in
+    :data:`nasforge.execution.kinds.KINDS`): the default evaluate of every worker. An unknown
+    kind is a failed result naming the known ones. ``options`` go to the kind's evaluate
+    (``train_fn``, ``device``, ``primary`` for the training kinds)."""
+    from nasforge.execution.kinds import KINDS
+
+    try:
+        kind = KINDS.get(task.kind)
     except NasforgeError as exc:
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # any evaluation bug is a failed trial, never a dead search
-        result.update(
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            stderr=traceback.format_exc(limit=20),
-        )
-    result["finished_at"] = time.time()
-    return result
+        return EvalResult.failure(str(exc), trial_number=task.trial_number,
+                                  attempt=task.attempt, worker=worker_name())
+    return kind.evaluate(task, **options)

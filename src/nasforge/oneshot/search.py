@@ -42,6 +42,7 @@ from torch import nn
 
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.evaluation.groups import SingleProcess
+from nasforge.execution.results import EvalResult
 from nasforge.oneshot.discretise import cell_text, count_skips, discretise
 from nasforge.oneshot.supernet import Supernet, build_supernet
 
@@ -391,17 +392,17 @@ def _progress(path: str | None) -> Callable[[dict[str, Any]], None] | None:
 
 
 def evaluate_supernet(task: Any, *, device: str | None = None,
-                      group: SingleProcess | None = None) -> dict[str, Any]:
+                      group: SingleProcess | None = None) -> EvalResult:
     """The ``supernet`` kind of work, inside a worker's child process: search the supernet
     of ``task.space_name`` under ``task.budget`` (width = C, epochs, batch size, data
     fraction, max steps) with ``task.extra["supernet"]`` (:class:`SupernetSettings` fields),
-    and return a result dict whose ``genome`` is the discretised genome (as the space's JSON),
-    ``val_acc`` the supernet's accuracy on (part of) the architecture half of the training
+    and return an :class:`~nasforge.execution.results.EvalResult` whose ``genome`` is the
+    discretised genome (as the space's JSON), ``val_acc`` the supernet's accuracy on (part of) the architecture half of the training
     split, and ``metrics`` the per-epoch history (``alphas``, ``skips``, ``cell``,
     ``val_acc``). The budget's optimizer, learning rate, schedule, augmentation and speed
     options are not used: the supernet has its own (:class:`SupernetSettings`). Exceptions
-    propagate: :func:`nasforge.execution.tasks.evaluate_task` turns them into a failed
-    result with the reason.
+    propagate: the ``supernet`` kind (:func:`nasforge.execution.tasks.guarded`) turns them
+    into a failed result with the reason.
 
     ``device``: default ``evaluation_device()``. ``group``: a data-parallel rank group
     (``nasforge.execution.data_parallel`` runs this on every rank of a trial with
@@ -411,7 +412,7 @@ def evaluate_supernet(task: Any, *, device: str | None = None,
     from nasforge.evaluation.metrics import Normalizer
     from nasforge.evaluation.trainer import set_determinism
     from nasforge.execution.devices import evaluation_device
-    from nasforge.execution.tasks import load_splits
+    from nasforge.data.task_splits import load_splits
     from nasforge.spaces import get_space
 
     space = get_space(task.space_name, **task.space_settings)
@@ -437,15 +438,15 @@ def evaluate_supernet(task: Any, *, device: str | None = None,
         max_steps=budget.max_steps, on_epoch=_progress(task.progress_path), device=device,
         group=group)
     genome = space.genome_from_dict(space.genome_to_dict(outcome.genome))  # validated
-    return {
-        "status": "ok",
-        "genome": space.genome_to_dict(genome),
-        "val_acc": outcome.supernet_acc,
-        "params": outcome.params,
-        "flops": None,
-        "curve": [{"epoch": h["epoch"], "val_acc": h["val_acc"], "train_loss": h["train_loss"]}
-                  for h in outcome.history],
-        "metrics": {
+    return EvalResult(
+        status="ok",
+        genome=space.genome_to_dict(genome),
+        val_acc=outcome.supernet_acc,
+        params=outcome.params,
+        flops=None,
+        curve=[{"epoch": h["epoch"], "val_acc": h["val_acc"], "train_loss": h["train_loss"]}
+               for h in outcome.history],
+        metrics={
             "kind": "supernet", "supernet_acc": outcome.supernet_acc,
             "supernet_acc_on": "architecture half of the training split",
             "cell": cell_text(genome), "skips_per_epoch": [h["skips"] for h in outcome.history],
@@ -456,7 +457,7 @@ def evaluate_supernet(task: Any, *, device: str | None = None,
             "operations": list(operations), "supernet_params": outcome.params,
             "search_seconds": outcome.seconds,
         },
-    }
+    )
 
 
 def settings_from(mapping: Mapping[str, Any]) -> SupernetSettings:

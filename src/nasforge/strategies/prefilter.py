@@ -183,7 +183,7 @@ def wrap_strategy(strategy: Strategy, spec: str | PrefilterSpec | None, data: An
     parsed = parse_prefilter(spec)
     splits = data
     if isinstance(data, dict):
-        from nasforge.execution.tasks import load_splits
+        from nasforge.data.task_splits import load_splits
 
         splits = load_splits(data)
     return PrefilterStrategy(strategy, parsed, proxy_batch(splits, batch_size, seed), seed)

@@ -72,7 +72,8 @@ if TYPE_CHECKING:
     )
     from nasforge.studies.fidelity.run import (
         evaluate_fidelity_task,
-        fidelity_task_maker,
+        fidelity_settings,
+        make_fidelity_task,
         run_fidelity,
     )
 
@@ -92,7 +93,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "run_budgets",
     ),
     "nasforge.studies.fidelity.run": (
-        "evaluate_fidelity_task", "fidelity_task_maker", "run_fidelity",
+        "evaluate_fidelity_task", "fidelity_settings", "make_fidelity_task", "run_fidelity",
     ),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _SOURCES.items() for name in names}

@@ -1,100 +1,100 @@
-"""Running a fidelity study: its kind of work on the ordinary runner, and ``run_fidelity``."""
+"""Running a fidelity study: its kind of work (``fidelity``, registered in
+``nasforge.execution.kinds``) on the ordinary runner, and ``run_fidelity``."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasforge.evaluation.budget import Budget
+from nasforge.execution.results import EvalResult
 from nasforge.execution.runner import Reporter, Runner, RunSummary
-from nasforge.execution.tasks import EvalTask, model_seed
-from nasforge.spaces.base import genome_key
+from nasforge.execution.tasks import EvalTask, guarded, model_seed
 from nasforge.storage.sqlite import StudyStorage
 from nasforge.strategies.base import get_strategy
 from nasforge.studies.fidelity.config import FidelityConfig, _search_config
 from nasforge.studies.fidelity.plan import Plan, make_plan
+
+if TYPE_CHECKING:
+    from nasforge.execution.kinds import TaskRequest
 
 
 def _init_seed(study_seed: int, gkey: str, seed_index: int) -> int:
     return model_seed(study_seed, gkey, f"fidelity-init-{seed_index}") % (2**31)
 
 
-def fidelity_task_maker(plan: Plan) -> Callable[[EvalTask, Budget], EvalTask]:
-    """The fidelity study's kind of work on the ordinary runner: each task gets the fixed data
-    subset, the initialisation shared per reference seed, and the proxies (on the seed-0
-    reference only); ``evaluate_fidelity_task`` evaluates it."""
-    cfg = plan.config
-
-    def prepare(task: EvalTask, budget: Budget) -> EvalTask:
-        extra = {
-            **task.extra,
-            "subset_seed": cfg.seed,
-            "init_seed": _init_seed(cfg.seed, task_genome_key(task), budget.seed),
-            "proxies": list(cfg.proxies) if budget == plan.references[0] else [],
-            "proxy_batch": cfg.proxy_batch,
-        }
-        return dataclasses.replace(task, checkpoint_path=None, extra=extra)
-
-    def task_genome_key(task: EvalTask) -> str:
-        return genome_key(plan.space, plan.space.genome_from_dict(task.genome))
-
-    return prepare
+def fidelity_settings(plan: Plan) -> dict[str, Any]:
+    """The study-wide settings of the ``fidelity`` kind for ``plan`` (JSON-able): the proxies
+    to score, their batch size, and the budget they are scored under (the seed-0 reference)."""
+    return {"proxies": list(plan.config.proxies), "proxy_batch": plan.config.proxy_batch,
+            "proxy_budget": plan.references[0].to_dict()}
 
 
-def evaluate_fidelity_task(task: EvalTask) -> dict[str, Any]:
-    """Worker side of a fidelity trial: proxies (if asked) on the untrained network, then
-    training on the study's fixed data subset from the shared initialisation; failures become
-    a failed result dict, never an exception."""
-    import traceback
+def make_fidelity_task(request: TaskRequest) -> EvalTask:
+    """The ``fidelity`` kind's task: a ``train`` task without kept weights, plus the study's
+    fixed data subset seed, the initialisation shared per reference seed (``budget.seed``),
+    and the proxies (``request.settings``, :func:`fidelity_settings`; on the seed-0 reference
+    only)."""
+    from nasforge.execution.kinds import make_train_task
 
-    from nasforge.execution.tasks import load_splits, worker_name
+    settings = request.settings
+    task = make_train_task(dataclasses.replace(request, checkpoint_path=None))
+    on_reference = request.budget.to_dict() == settings.get("proxy_budget")
+    extra = {
+        **task.extra,
+        "subset_seed": request.study_seed,
+        "init_seed": _init_seed(request.study_seed, request.genome_key, request.budget.seed),
+        "proxies": list(settings.get("proxies") or []) if on_reference else [],
+        "proxy_batch": int(settings.get("proxy_batch", 64)),
+    }
+    return dataclasses.replace(task, kind="fidelity", extra=extra)
 
-    started = time.time()
-    result: dict[str, Any] = {"trial_number": task.trial_number, "worker": worker_name(),
-                              "started_at": started, "attempt": task.attempt}
-    try:
-        import torch
 
-        from nasforge.evaluation.metrics import Normalizer, count_flops
-        from nasforge.evaluation.proxies import compute_proxies
-        from nasforge.evaluation.trainer import set_determinism, train
-        from nasforge.spaces import get_space
+def _evaluate(task: EvalTask) -> EvalResult:
+    import torch
 
-        extra = task.extra
-        space = get_space(task.space_name, **task.space_settings)
-        genome = space.genome_from_dict(task.genome)
-        budget = Budget.from_dict(task.budget)
-        splits = load_splits(task.data)
-        init_seed = int(extra.get("init_seed", task.model_seed % (2**31)))
-        set_determinism(init_seed)
-        model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
-        proxies: dict[str, Any] = {}
-        if extra.get("proxies"):
-            gen = torch.Generator().manual_seed(int(extra.get("subset_seed", 0)))
-            n = min(int(extra.get("proxy_batch", 64)), len(splits.train_y))
-            idx = torch.randperm(len(splits.train_y), generator=gen)[:n]
-            x = Normalizer(splits.mean, splits.std, "cpu")(splits.train_x[idx])
-            y = splits.train_y[idx]
-            scores = compute_proxies(model, x, y, extra["proxies"])
-            proxies = {k: v.to_dict() for k, v in scores.items()}
-            set_determinism(init_seed)  # proxies must not shift the training's random stream
-        if budget.data_fraction < 1.0:
-            splits = splits.subset_train(budget.data_fraction, int(extra.get("subset_seed", 0)))
-        flops = count_flops(model, splits.input_shape)
-        outcome = train(model, splits, budget.replace(data_fraction=1.0, seed=init_seed))
-        out = outcome.to_dict()
-        out["flops"] = flops
-        out["proxies"] = proxies
-        result.update(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
-                      params=outcome.params, flops=flops, curve=out.pop("curve"), metrics=out)
-    except Exception as exc:  # a failed trial, never a dead study
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                      stderr=traceback.format_exc(limit=20))
-    result["finished_at"] = time.time()
-    return result
+    from nasforge.data.task_splits import load_splits
+    from nasforge.evaluation.metrics import Normalizer, count_flops
+    from nasforge.evaluation.proxies import compute_proxies
+    from nasforge.evaluation.trainer import set_determinism, train
+    from nasforge.spaces import get_space
+
+    extra = task.extra
+    space = get_space(task.space_name, **task.space_settings)
+    genome = space.genome_from_dict(task.genome)
+    budget = Budget.from_dict(task.budget)
+    splits = load_splits(task.data)
+    init_seed = int(extra.get("init_seed", task.model_seed % (2**31)))
+    set_determinism(init_seed)
+    model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
+    proxies: dict[str, Any] = {}
+    if extra.get("proxies"):
+        gen = torch.Generator().manual_seed(int(extra.get("subset_seed", 0)))
+        n = min(int(extra.get("proxy_batch", 64)), len(splits.train_y))
+        idx = torch.randperm(len(splits.train_y), generator=gen)[:n]
+        x = Normalizer(splits.mean, splits.std, "cpu")(splits.train_x[idx])
+        y = splits.train_y[idx]
+        scores = compute_proxies(model, x, y, extra["proxies"])
+        proxies = {k: v.to_dict() for k, v in scores.items()}
+        set_determinism(init_seed)  # proxies must not shift the training's random stream
+    if budget.data_fraction < 1.0:
+        splits = splits.subset_train(budget.data_fraction, int(extra.get("subset_seed", 0)))
+    flops = count_flops(model, splits.input_shape)
+    outcome = train(model, splits, budget.replace(data_fraction=1.0, seed=init_seed))
+    metrics = outcome.to_dict()
+    metrics["flops"] = flops
+    metrics["proxies"] = proxies
+    return EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
+                      params=outcome.params, flops=flops, curve=metrics.pop("curve"),
+                      metrics=metrics)
+
+
+def evaluate_fidelity_task(task: EvalTask) -> EvalResult:
+    """The ``fidelity`` kind's evaluate (worker side): proxies (if asked) on the untrained
+    network, then training on the study's fixed data subset from the shared initialisation;
+    failures become a failed result, never an exception."""
+    return guarded(task, _evaluate)
 
 
 def run_fidelity(
@@ -140,9 +140,8 @@ def run_fidelity(
         runner = Runner(
             config=search_cfg, storage=storage, space=plan.space, strategy=strategy,
             executor=executor, reporter=reporter or Reporter(enabled=False),
-            evaluate=IsolatedEvaluate(run_cfg.eval_timeout, run_cfg.memory_limit_mb,
-                                      evaluate=evaluate_fidelity_task),
-            prepare_task=fidelity_task_maker(plan),
+            evaluate=IsolatedEvaluate(run_cfg.eval_timeout, run_cfg.memory_limit_mb),
+            kind="fidelity", kind_settings=fidelity_settings(plan),
         )
         return runner.run()
     finally:
