@@ -192,3 +192,21 @@ def test_a_supernet_trial_stores_its_cell_history_and_hands_the_cell_on(tmp_path
     assert all(abs(sum(row) - 1) < 1e-3 for row in m["alpha_history"][-1]["cell"])
     assert m["cell"] == get_space("nb201").genome_from_dict(first.genome).to_string()
     assert 0.0 <= first.val_acc <= 1.0
+
+
+def test_a_darts_supernet_without_a_normal_cell_is_refused_in_one_line() -> None:
+    """With 1 or 2 cells every DARTS cell is a reduction cell (reductions at L/3 and 2L/3): the
+    normal cell's parameters would get no gradient (autograd raised deep in the search)."""
+    from nasforge.errors import ConfigError
+    from nasforge.evaluation.budget import Budget
+    from nasforge.oneshot.supernet import DartsSupernet
+    from nasforge.spaces import get_space
+    from nasforge.strategies import get_strategy
+    from nasforge.strategies.base import Problem
+
+    with pytest.raises(ConfigError, match="at least 3 cells"):
+        DartsSupernet(1, 10, channels=4, cells=2)
+    space = get_space("darts", cells=2)
+    with pytest.raises(ConfigError, match="at least 3 cells"):
+        get_strategy("darts", space, Budget(), Problem((1, 8, 8), 10), 0)
+    assert DartsSupernet(1, 10, channels=4, cells=3).alpha_normal.shape[0] == 14

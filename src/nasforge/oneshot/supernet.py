@@ -31,6 +31,10 @@ from torch import nn
 from nasforge.errors import ConfigError
 from nasforge.spaces import darts_ops, nb201_ops
 
+MIN_DARTS_CELLS = 3
+"""Fewest cells of a DARTS supernet: reductions sit at L/3 and 2L/3 (DARTS, Sec. 3.1.1), so
+with 1 or 2 cells every cell is a reduction cell and no normal cell is searched."""
+
 METHODS: tuple[str, ...] = ("softmax", "gumbel")
 """How edge weights come from ``alpha``: DARTS' softmax, or GDAS' hard Gumbel-softmax."""
 
@@ -239,6 +243,10 @@ class DartsSupernet(Supernet):
                  operations: Sequence[str] = darts_ops.OPERATIONS,
                  method: str = "softmax") -> None:
         super().__init__()
+        if cells < MIN_DARTS_CELLS:
+            raise ConfigError(f"a DARTS supernet needs at least {MIN_DARTS_CELLS} cells, got "
+                              f"{cells}: with fewer, every cell is a reduction cell and the "
+                              "normal cell's architecture parameters get no gradient")
         self.operations = tuple(operations)
         self.method = method
         stem = darts_ops.STEM_MULTIPLIER * channels

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Mapping
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.oneshot.search import settings_from
+from nasforge.oneshot.supernet import MIN_DARTS_CELLS
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
 
@@ -83,9 +84,14 @@ class OneShotStrategy(Strategy):
             if key in extra:
                 raise ConfigError(f"strategy {self.name!r}: set {key!r} as a strategy setting, "
                                   "not inside 'supernet'")
+        supernet_cells = cells if cells is not None else _default_cells(space)
+        if space.name == "darts" and supernet_cells < MIN_DARTS_CELLS:
+            raise ConfigError(f"strategy {self.name!r}: a DARTS supernet needs at least "
+                              f"{MIN_DARTS_CELLS} cells (reductions at 1/3 and 2/3), got "
+                              f"{supernet_cells}; set strategy.settings.cells")
         settings = settings_from({
             **extra, "method": self.method, "order": self.order,
-            "cells": cells if cells is not None else _default_cells(space),
+            "cells": supernet_cells,
             "max_skips": max_skips, "exclude_none": bool(exclude_none),
         })
         self.settings = settings.to_dict()
