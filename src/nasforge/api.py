@@ -171,13 +171,10 @@ def _takes_objectives(strategy: str) -> bool:
 def pareto_trials(path: str | Path) -> list[TrialRecord]:
     """The Pareto front of a study under its configured objectives and constraints (each
     network at the highest budget it reached), best first by the first objective; a
-    single-objective study's front is its best trial(s)."""
-    from nasforge.config import config_from_dict
-    from nasforge.objectives import of_config, pareto_trials as front
+    single-objective study's front is its best trial(s). (``load_study(path).pareto_front()``.)"""
+    from nasforge.study import load_study
 
-    with StudyStorage.open(path) as storage:
-        config = config_from_dict(storage.study()["config"], str(path))
-        return front(storage.best(10**9), of_config(config), config.constraints)
+    return load_study(path).pareto_front()
 
 
 def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:

@@ -465,51 +465,44 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from nasforge.spaces import get_space
-    from nasforge.storage import StudyStorage
+    from nasforge.study import load_study
 
-    with StudyStorage.open(args.file) as storage:
-        study = storage.study()
-        space_cfg = study["config"]["space"]
-        space = get_space(space_cfg["name"], **space_cfg.get("settings", {}))
-        width = study["config"]["budget"]["width"]
-        best = storage.best(args.k)
-        if args.pareto:  # the front under the study's objectives and constraints
-            from nasforge.config import config_from_dict
-            from nasforge.objectives import of_config, pareto_trials, trial_values
+    study = load_study(args.file)
+    space, width = study.space, study.width
+    best = study.best(args.k)
+    if args.pareto:  # the front under the study's objectives and constraints
+        from nasforge.objectives import trial_values
 
-            config = config_from_dict(study["config"], args.file)
-            objectives = of_config(config)
-            best = pareto_trials(storage.best(10**9), objectives, config.constraints)
-            print(f"Pareto front: {len(best)} trial(s) under "
-                  + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
-                  + (f"; constraints {', '.join(map(str, config.constraints))}"
-                     if config.constraints else ""))
-        finals = storage.final_runs()
-        found = bool(best) or any(f.status == "ok" for f in finals)
-        if not best:  # one line, whatever the output format; non-zero when nothing succeeded
-            statuses = [t.status for t in storage.trials()]
-            print(f"nasforge: {args.file} has no successful trial ({len(statuses)} trial(s): "
-                  + ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running"))
-                  + ")" + ("" if found else "; nothing to show"), file=sys.stderr)
-        if args.json:
-            print(json.dumps([t.to_dict() for t in best], indent=1))
-            return 0 if found else 1
-        for t in best:
-            line = f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params"
-            if args.pareto:
-                values = trial_values(t, objectives) or []
-                line += "; " + ", ".join(f"{o.name} {v:g}" for o, v in zip(objectives, values))
-            print(line)
-            print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
-        if finals:
-            print("final trainings:")
-            for f in finals:
-                acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
-                if f.status == "interrupted":
-                    acc += " (Ctrl-C; --resume trains it)"
-                print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
-                      f"{acc}")
+        objectives, constraints = study.objectives, study.constraints
+        best = study.pareto_front()
+        print(f"Pareto front: {len(best)} trial(s) under "
+              + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
+              + (f"; constraints {', '.join(map(str, constraints))}" if constraints else ""))
+    finals = study.final_runs()
+    found = bool(best) or any(f.status == "ok" for f in finals)
+    if not best:  # one line, whatever the output format; non-zero when nothing succeeded
+        statuses = [t.status for t in study.trials()]
+        print(f"nasforge: {args.file} has no successful trial ({len(statuses)} trial(s): "
+              + ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running"))
+              + ")" + ("" if found else "; nothing to show"), file=sys.stderr)
+    if args.json:
+        print(json.dumps([t.to_dict() for t in best], indent=1))
+        return 0 if found else 1
+    for t in best:
+        line = f"trial {t.number}: val acc {t.val_acc:.4f}, {t.params:,} params"
+        if args.pareto:
+            values = trial_values(t, objectives) or []
+            line += "; " + ", ".join(f"{o.name} {v:g}" for o, v in zip(objectives, values))
+        print(line)
+        print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
+    if finals:
+        print("final trainings:")
+        for f in finals:
+            acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
+            if f.status == "interrupted":
+                acc += " (Ctrl-C; --resume trains it)"
+            print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
+                  f"{acc}")
     return 0 if found else 1
 
 

@@ -109,10 +109,9 @@ def load_snapshot(path: str | Path) -> StudySnapshot:
 def _space_of(config: dict[str, Any]) -> Any | None:
     """The study's search space, or None when it cannot be instantiated here."""
     try:
-        from nasforge.spaces import get_space
+        from nasforge.study import space_of_config
 
-        space_cfg = config.get("space") or {}
-        return get_space(space_cfg.get("name", "global"), **(space_cfg.get("settings") or {}))
+        return space_of_config(config)
     except Exception:  # noqa: BLE001 - a report still renders without drawings
         return None
 
