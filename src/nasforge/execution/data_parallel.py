@@ -225,7 +225,8 @@ def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None 
 def _why(end: RankEnd, nproc: int, timeout: float) -> str:
     """A one-line reason for a rank that did not succeed."""
     who = f"data-parallel rank {end.rank} of {nproc}"
-    error = end.value.get("error") if isinstance(end.value, (dict, EvalResult)) else None
+    error = (end.value.error if isinstance(end.value, EvalResult) else
+             end.value.get("error") if isinstance(end.value, dict) else None)
     if error:
         text = f"{who}: {error}"
     elif end.killed:

@@ -89,10 +89,10 @@ def _fidelity_data(path: Path, storage: Any, settings: dict[str, Any],
 
 def _search_data(path: Path, storage: Any, study: dict[str, Any]) -> StudyData:
     """An ordinary study: its ok trials under its most common budget, repeats averaged."""
-    from nasforge.spaces import get_space
+    from nasforge.study import space_of_config
 
     config = study["config"]
-    space = get_space(config["space"]["name"], **config["space"].get("settings", {}))
+    space = space_of_config(config)
     trials = [t for t in storage.trials("ok") if t.val_acc is not None]
     if not trials:
         raise ConfigError(f"{path}: no finished trials with a validation accuracy")

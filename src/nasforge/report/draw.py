@@ -198,26 +198,24 @@ def genome_from_source(
         except NasforgeError as exc:
             raise type(exc)(f"{path}: {exc}") from None
         return GenomeSource(space, genome, width, input_shape, path.stem)
-    from nasforge.storage import StudyStorage
+    from nasforge.study import load_study, space_of_config
 
-    with StudyStorage.open(path) as storage:
-        study = storage.study()
-        cfg = study["config"]
-        if trial is not None:
-            record = storage.trial(trial)
-        else:
-            best = storage.best(1)
-            if not best:
-                raise ConfigError(f"{path} has no successful trial; pick one with --trial N")
-            record = best[0]
-    space_cfg = cfg.get("space", {"name": "global", "settings": {}})
-    space = get_space(space_name or space_cfg["name"], **(space_cfg.get("settings") or {}))
+    study = load_study(path)
+    cfg = study.raw_config
+    if trial is not None:
+        record = study.trial(trial)
+    else:
+        best = study.best(1)
+        if not best:
+            raise ConfigError(f"{path} has no successful trial; pick one with --trial N")
+        record = best[0]
+    space = study.space if space_name is None else space_of_config(cfg, space_name)
     genome = space.genome_from_dict(record.genome)
     if width is None:
         width = record.budget.get("width", cfg.get("budget", {}).get("width"))
     if input_shape is None:
         input_shape = input_shape_hint(cfg.get("data", {}))
-    return GenomeSource(space, genome, width, input_shape, f"{study['name']} trial {record.number}")
+    return GenomeSource(space, genome, width, input_shape, f"{study.name} trial {record.number}")
 
 
 def draw_to_file(
