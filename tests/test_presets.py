@@ -49,3 +49,14 @@ def test_max_evals_says_the_final_step_is_not_scaled(capsys: pytest.CaptureFixtu
         flags = ["search", "quick", *extra] + (["--max-evals", "4"] if extra else [])
         _search_config(parser.parse_args(flags))
         assert capsys.readouterr().out == ""
+
+
+def test_another_space_drops_the_presets_space_settings_and_constraints() -> None:
+    """quick's FLOPs window is calibrated on its global space at width 16: a search of another
+    space from the same preset starts without it (as without the space settings)."""
+    parser = build_parser()
+    assert load_config("quick").constraints  # the window is there by default
+    same = _search_config(parser.parse_args(["search", "quick", "--space", "global"]))
+    assert same.constraints == load_config("quick").constraints
+    other = _search_config(parser.parse_args(["search", "quick", "--space", "nb201"]))
+    assert other.space.name == "nb201" and other.constraints == () and not other.space.settings

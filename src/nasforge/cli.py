@@ -280,7 +280,8 @@ def _search_config(args: argparse.Namespace) -> Any:
     if getattr(args, "devices", None):
         overrides.insert(0, f"run.devices=[{args.devices}]")
     if args.space and args.space != config.space.name:
-        overrides.insert(0, "space.settings={}")
+        # space settings and constraints (e.g. quick's FLOPs window) belong to the config's space
+        overrides[:0] = ["space.settings={}", "constraints=[]"]
     if args.strategy and args.strategy != config.strategy.name:
         overrides.insert(0, "strategy.settings={}")
     if getattr(args, "prefilter", None):
@@ -683,7 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("config", nargs="?", default="quick",
                         help="preset name (`nasforge presets`) or CONFIG.yaml (e.g. a copy of "
                              "`nasforge presets show quick`)")
-    search.add_argument("--space", default=None)
+    search.add_argument("--space", default=None,
+                        help="a space other than the config's starts from its default "
+                             "settings and without the config's constraints")
     search.add_argument("--strategy", default=None)
     search.add_argument("--workers", type=int, default=None)
     search.add_argument("--executor", default=None, help="local | mpi | dask")
