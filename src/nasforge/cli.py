@@ -373,8 +373,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             if best is None:
                 print("no trial succeeded")
                 return 1
+            meets = ""
+            if config.constraints:  # the trial the final step takes (final_picks), if any
+                picks = final_picks(search.storage, config)
+                best, meets = (picks[0], " (best meeting the constraints)") if picks else (
+                    best, " (no trial meets the constraints)")
             genome = search.space.genome_from_dict(best.genome)
-            print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params")
+            print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params"
+                  f"{meets}")
             print(f"      {search.space.describe(genome, config.budget.width)}")
             _print_hypervolume(search, config)
             if search.tabular:
