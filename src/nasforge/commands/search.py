@@ -50,7 +50,8 @@ def _search_config(args: argparse.Namespace) -> Any:
     if getattr(args, "devices", None):
         overrides.insert(0, f"run.devices=[{args.devices}]")
     if args.space and args.space != config.space.name:
-        overrides.insert(0, "space.settings={}")
+        # space settings and constraints (e.g. quick's FLOPs window) belong to the config's space
+        overrides[:0] = ["space.settings={}", "constraints=[]"]
     if args.strategy and args.strategy != config.strategy.name:
         overrides.insert(0, "strategy.settings={}")
     if getattr(args, "prefilter", None):
@@ -83,8 +84,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         if best is None:
             print("no trial succeeded")
             return 1
+        meets = ""
+        if config.constraints:  # the trial the final step takes (final_picks), if any
+            from nasforge.final_training import final_picks
+
+            picks = final_picks(job.search_.storage, config)
+            best, meets = (picks[0], " (best meeting the constraints)") if picks else (
+                best, " (no trial meets the constraints)")
         genome = job.space.genome_from_dict(best.genome)
-        print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params")
+        print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params"
+              f"{meets}")
         print(f"      {job.space.describe(genome, config.budget.width)}")
         line = job.hypervolume_line()
         if line is not None:
@@ -127,7 +136,9 @@ def register(sub: Any) -> None:
     search.add_argument("config", nargs="?", default="quick",
                         help="preset name (`nasforge presets`) or CONFIG.yaml (e.g. a copy of "
                              "`nasforge presets show quick`)")
-    search.add_argument("--space", default=None)
+    search.add_argument("--space", default=None,
+                        help="a space other than the config's starts from its default "
+                             "settings and without the config's constraints")
     search.add_argument("--strategy", default=None)
     search.add_argument("--workers", type=int, default=None)
     search.add_argument("--executor", default=None, help="local | mpi | dask")
