@@ -396,7 +396,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
     prefilter = top.get("prefilter")
     if prefilter is not None:
-        from nasforge.strategies.prefilter import parse_prefilter
+        from nasforge.evaluation.prefilter_spec import parse_prefilter
 
         prefilter = str(parse_prefilter(prefilter, f"{source}: prefilter"))
     from nasforge.execution.tabular import check_evaluator

@@ -19,52 +19,15 @@ of training images, with each network initialised from a seed derived from its g
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import genome_key
+from nasforge.evaluation.prefilter_spec import PrefilterSpec, parse_prefilter
 from nasforge.strategies.base import Candidate, Observation, Strategy
 
 __all__ = ["PrefilterSpec", "PrefilterStrategy", "parse_prefilter", "wrap_strategy"]
-
-
-@dataclass(frozen=True)
-class PrefilterSpec:
-    """Score ``proposals`` candidates with ``proxy`` and train the best ``keep``."""
-
-    proxy: str
-    proposals: int
-    keep: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.proxy}:{self.proposals}:{self.keep}"
-
-
-def parse_prefilter(spec: str | PrefilterSpec, source: str = "prefilter") -> PrefilterSpec:
-    """Parse ``PROXY:M`` or ``PROXY:M:K``; a ``ConfigError`` names ``source`` and the problem."""
-    if isinstance(spec, PrefilterSpec):
-        parsed = spec
-    else:
-        if not isinstance(spec, str):
-            raise ConfigError(f"{source}: expected 'PROXY:M' or 'PROXY:M:K', got {spec!r}")
-        parts = spec.strip().split(":")
-        if len(parts) not in (2, 3):
-            raise ConfigError(f"{source}: expected 'PROXY:M' or 'PROXY:M:K', got {spec!r}")
-        try:
-            numbers = [int(p) for p in parts[1:]]
-        except ValueError:
-            raise ConfigError(f"{source}: M and K must be integers, got {spec!r}") from None
-        parsed = PrefilterSpec(parts[0], numbers[0], numbers[1] if len(numbers) == 2 else 1)
-    from nasforge.evaluation.proxies import PROXIES
-
-    if parsed.proxy not in PROXIES:
-        raise ConfigError(f"{source}: unknown proxy {parsed.proxy!r}; "
-                          f"known: {', '.join(PROXIES.names())}")
-    if parsed.proposals < 1 or not 1 <= parsed.keep <= parsed.proposals:
-        raise ConfigError(f"{source}: need M >= 1 and 1 <= K <= M, got {parsed}")
-    return parsed
 
 
 def _genome_seed(space: Any, genome: Any) -> int:
