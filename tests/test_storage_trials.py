@@ -12,6 +12,8 @@ from concurrent.futures import Executor, Future
 
 import pytest
 
+from nasforge.execution.results import EvalResult
+
 from conftest import tiny_config_dict
 from nasforge.api import train_final
 from nasforge.cli import main
@@ -117,13 +119,13 @@ class _Executor(Executor):
     def submit(self, fn, /, *args, **kwargs):
         future: Future = Future()
         task = args[0]
-        if task.extra.get("probe"):
-            future.set_result({"status": "failed", "error": "no probe here"})
+        if task.kind == "probe":
+            future.set_result(EvalResult.failure("no probe here"))
         elif isinstance(self.outcome, BaseException):
             future.set_exception(self.outcome)
         else:
             self.runs.append(task)
-            future.set_result(dict(self.outcome))
+            future.set_result(EvalResult(**self.outcome))
         return future
 
 

@@ -284,15 +284,17 @@ def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage:
 
 def final_picks(storage: Any, config: Any) -> list[Any]:
     """The trials final training takes (``final.pick``, see ``nasforge.objectives``): the
-    ``final.top`` best by the first objective among feasible trials, or the front's best."""
+    ``final.top`` best by the first objective among feasible trials, or the front's best;
+    without a final step (``final: null``), the one best feasible trial."""
     from nasforge.objectives import feasible, of_config, pareto_trials, trial_value
 
     objectives = of_config(config)
     pool = [t for t in storage.best(10**9) if feasible(t, config.constraints)]
-    if config.final.pick == "front":
+    pick, top = (config.final.pick, config.final.top) if config.final else ("best", 1)
+    if pick == "front":
         pool = pareto_trials(pool, objectives, config.constraints)
     elif objectives[0].name != "val_acc" or objectives[0].direction != "max":
         sign = -1.0 if objectives[0].direction == "max" else 1.0
         pool = sorted((t for t in pool if trial_value(t, objectives[0].name) is not None),
                       key=lambda t: (sign * trial_value(t, objectives[0].name), t.number))
-    return pool[:config.final.top]
+    return pool[:top]

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = ["EvalResult"]
 
+_FIELDS: frozenset[str] = frozenset()  # filled below, after the class exists
 
 
 @dataclass
@@ -104,3 +105,18 @@ class EvalResult:
         """Every field as plain data (JSON-able when the metrics are), e.g. for a result file
         written by a cluster launch."""
         return dataclasses.asdict(self)
+
+    # read access by field name (tests and scripts written against the former result dict;
+    # the library reads the fields)
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field ``name``, or ``default`` when it is None or no such field exists."""
+        value = getattr(self, name, None) if name in _FIELDS else None
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in _FIELDS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(EvalResult))
