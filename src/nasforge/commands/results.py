@@ -60,7 +60,11 @@ def cmd_best(args: argparse.Namespace) -> int:
               + (f"; constraints {', '.join(map(str, constraints))}" if constraints else ""))
     finals = study.final_runs()
     found = bool(best) or any(f.status == "ok" for f in finals)
-    if not best:  # one line, whatever the output format; non-zero when nothing succeeded
+    ok_trials = [t for t in study.trials() if t.status == "ok"]
+    if not best and ok_trials and (args.pareto or study.constraints):  # ok, none feasible
+        print(f"nasforge: {args.file}: none of its {len(ok_trials)} ok trial(s) meets the "
+              f"constraints {', '.join(map(str, study.constraints))}", file=sys.stderr)
+    elif not best:  # one line, whatever the output format; non-zero when nothing succeeded
         statuses = [t.status for t in study.trials()]
         print(f"nasforge: {args.file} has no successful trial ({len(statuses)} trial(s): "
               + ", ".join(f"{statuses.count(s)} {s}" for s in ("failed", "running"))
