@@ -242,3 +242,16 @@ def test_data_parallel_evaluate_needs_a_process() -> None:
 
     with pytest.raises(Exception, match=">= 1"):
         DataParallelEvaluate(0)
+
+
+def test_a_rank_that_lost_its_peer_is_not_named_as_the_cause() -> None:
+    """Rank 1 exits on its own; rank 0, seen in the same poll round, fails with gloo's
+    connection reset: the reason names rank 1 (a race the full suite once lost)."""
+    from nasforge.execution.data_parallel import RankEnd
+
+    reset = RankEnd(0, 1, None, 2.0, "RuntimeError: [pair.cc:537] Read error [127.0.0.1]:1: "
+                    "Connection reset by peer.", poll=4)
+    crashed = RankEnd(1, 3, None, 2.0, "fault: exit", poll=4)
+    assert "rank 1 of 2 exited with code 3" in first_failure([reset, crashed], 5)
+    later = RankEnd(1, 3, None, 2.5, "fault: exit", poll=5)
+    assert "rank 1 of 2" in first_failure([reset, later], 5)

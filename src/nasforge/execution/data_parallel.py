@@ -241,16 +241,30 @@ def _why(end: RankEnd, nproc: int, timeout: float) -> str:
     return text
 
 
+PEER_LOSS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+"""Texts with which gloo fails a rank whose peer died: the peer's failure is the cause."""
+
+
+def _lost_peer(end: RankEnd) -> bool:
+    """Whether ``end``'s rank failed only because another rank's connection went away."""
+    error = end.value.error if isinstance(end.value, EvalResult) else (
+        end.value.get("error") if isinstance(end.value, dict) else None)
+    text = f"{error or ''}\n{end.output[-3000:]}"
+    return any(marker in text for marker in PEER_LOSS)
+
+
 def first_failure(ends: Sequence[RankEnd], timeout: float) -> str | None:
-    """The reason of the first rank that did not succeed (by the poll round that saw its end;
-    within one round a non-zero exit before a failed result, then by rank), if any."""
+    """The reason of the first rank that did not succeed, if any: a rank that lost a peer's
+    connection comes after every other; then by the poll round that saw its end; within one
+    round a non-zero exit before a failed result, then by rank."""
     bad = [e for e in ends if e.killed or e.code != 0 or _failed_value(e.value)
            or e.value is None]
     if not bad:
         return None
     alive_at_end = [e for e in bad if not e.killed]
-    # seen in the same poll round, a crashed rank is the cause and a failed result the effect
-    first = min(alive_at_end or bad, key=lambda e: (e.poll, e.code == 0, e.rank))
+    # a rank that failed because a peer's connection went away is an effect, whenever it was
+    # seen; in the same poll round, a crashed rank is the cause and a failed result the effect
+    first = min(alive_at_end or bad, key=lambda e: (_lost_peer(e), e.poll, e.code == 0, e.rank))
     return _why(first, len(ends), timeout)
 
 
