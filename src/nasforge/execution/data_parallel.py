@@ -144,9 +144,16 @@ def _load(path: Path) -> Any:
         return None
 
 
+def _field(value: Any, name: str) -> Any:
+    """``name`` of a rank's return value: an ``EvalResult`` field or a dict key (a ping's
+    result), else None."""
+    if isinstance(value, EvalResult):
+        return getattr(value, name)
+    return value.get(name) if isinstance(value, dict) else None
+
+
 def _failed_value(value: Any) -> bool:
-    status = value.status if isinstance(value, EvalResult) else (
-        value.get("status") if isinstance(value, dict) else None)
+    status = _field(value, "status")
     return status not in (None, "ok", "pruned")
 
 
@@ -225,8 +232,7 @@ def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None 
 def _why(end: RankEnd, nproc: int, timeout: float) -> str:
     """A one-line reason for a rank that did not succeed."""
     who = f"data-parallel rank {end.rank} of {nproc}"
-    error = (end.value.error if isinstance(end.value, EvalResult) else
-             end.value.get("error") if isinstance(end.value, dict) else None)
+    error = _field(end.value, "error")
     if error:
         text = f"{who}: {error}"
     elif end.killed:
@@ -247,8 +253,7 @@ PEER_LOSS = ("Connection reset by peer", "Connection closed by peer", "Broken pi
 
 def _lost_peer(end: RankEnd) -> bool:
     """Whether ``end``'s rank failed only because another rank's connection went away."""
-    error = end.value.error if isinstance(end.value, EvalResult) else (
-        end.value.get("error") if isinstance(end.value, dict) else None)
+    error = _field(end.value, "error")
     text = f"{error or ''}\n{end.output[-3000:]}"
     return any(marker in text for marker in PEER_LOSS)
 
