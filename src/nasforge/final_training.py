@@ -239,10 +239,12 @@ def _report_progress(watchers: dict[Path, tuple[int | None, int, int]], epochs: 
                 record = json.loads(line)
             except json.JSONDecodeError:
                 break  # a line still being written: read it next time
+            measured = ("" if record.get("val_acc") is None
+                        else f", test acc {record['val_acc']:.4f}")
             reporter.message(
                 f"final: {_final_label(trial_number)} seed {seed_index}: epoch "
-                f"{record['epoch']}/{epochs}, train loss {record['train_loss']:.4f}, "
-                f"test acc {record['val_acc']:.4f} ({record['seconds']:.0f}s)")
+                f"{record['epoch']}/{epochs}, train loss {record['train_loss']:.4f}"
+                f"{measured} ({record['seconds']:.0f}s)")
             seen += 1
         watchers[path] = (trial_number, seed_index, seen)
 

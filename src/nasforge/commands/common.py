@@ -37,6 +37,9 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
                             "(measured)")
     group.add_argument("--threads", dest="threads", default=None,
                        help="intra-op CPU threads of each run: a number or auto (measured)")
+    group.add_argument("--validate-every", dest="validate_every", default=None,
+                       help="validate after every K-th epoch and the last, or 'last' (after "
+                            "the last only); default every epoch")
 
 
 def budget_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,6 +54,12 @@ def budget_changes(args: argparse.Namespace) -> dict[str, Any]:
         if threads != "auto" and not str(threads).isdigit():
             raise ConfigError(f"--threads must be a positive number or auto, got {threads!r}")
         changes["threads"] = threads if threads == "auto" else int(threads)
+    every = getattr(args, "validate_every", None)
+    if every is not None:
+        if every != "last" and not str(every).isdigit():
+            raise ConfigError(f"--validate-every must be a positive number or last, got "
+                              f"{every!r}")
+        changes["validate_every"] = every if every == "last" else int(every)
     return changes
 
 

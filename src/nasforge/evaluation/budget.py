@@ -60,6 +60,12 @@ class Budget:
     #: epochs the learning-rate schedule spans (None: ``epochs``); a multi-fidelity study sets
     #: its largest budget here so a continued trial follows the schedule of a full one
     schedule_epochs: int | None = None
+    #: when to validate: None (after every epoch), an int k (after every k-th epoch and the
+    #: last) or ``"last"`` (after the last epoch only). Validation does not change training (no
+    #: random draw), so a trial's weights and its last validation accuracy are the same either
+    #: way; skipping it saves the passes over the validation split that nothing reads (a search
+    #: that ranks by the last epoch, a final step that reports the test accuracy at the end)
+    validate_every: int | str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -111,6 +117,22 @@ class Budget:
             raise ConfigError(f"budget.patience must be >= 1, got {self.patience!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"budget.max_steps must be >= 1, got {self.max_steps!r}")
+        every = self.validate_every
+        if every is not None and every != "last" and (
+                not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ConfigError(f"budget.validate_every must be a positive integer, \"last\" or "
+                              f"null, got {every!r}")
+        if self.patience is not None and every not in (None, 1):
+            raise ConfigError("budget.patience counts epochs without a better validation "
+                              "accuracy: it needs validate_every 1 (or unset), got "
+                              f"{every!r}")
+
+    def validates_after(self, epoch: int) -> bool:
+        """Whether training validates after ``epoch`` (1-based; see ``validate_every``)."""
+        every = self.validate_every
+        if every is None or epoch >= self.epochs:
+            return True
+        return every != "last" and epoch % int(every) == 0
 
     @property
     def learning_rate(self) -> float:
@@ -127,11 +149,12 @@ class Budget:
         return AUTO in (self.precision, self.channels_last, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form. ``threads`` and ``schedule_epochs`` are left out while None, so
+        """Plain JSON-ready form. ``threads``, ``schedule_epochs`` and ``validate_every`` are left
+        out while None, so
         budgets written before they existed keep their stored keys (``budget_key``) and studies
         resume unchanged."""
         data = dataclasses.asdict(self)
-        for late in ("threads", "schedule_epochs"):  # fields added after studies were stored
+        for late in ("threads", "schedule_epochs", "validate_every"):  # added after studies were stored
             if data[late] is None:
                 del data[late]
         return data

@@ -59,12 +59,14 @@ __all__ = ["EpochRecord", "TrainResult", "choose_speed", "save_atomic", "set_det
 @dataclass
 class EpochRecord:
     """What one epoch measured: the mean of its per-step training losses, the validation loss
-    and accuracy after it, and its wall-clock seconds (training steps plus validation)."""
+    and accuracy after it, and its wall-clock seconds (training steps plus validation).
+    ``val_loss`` and ``val_acc`` are None for an epoch the budget does not validate after
+    (``Budget.validate_every``): such records reach ``on_epoch`` (progress) but never a curve."""
 
     epoch: int
     train_loss: float
-    val_loss: float
-    val_acc: float
+    val_loss: float | None
+    val_acc: float | None
     seconds: float
 
 
@@ -223,7 +225,8 @@ def train(
     group: SingleProcess | None = None,
     epoch_state: str | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` under ``budget``; validate after every epoch.
+    """Train ``model`` on ``data`` under ``budget``; validate after every epoch (or as
+    ``budget.validate_every`` says, always after the last).
 
     The model is moved to ``device`` (and to channels-last memory if the budget asks) in place
     and is left trained. Training uses ``budget.data_fraction`` of the training split
@@ -446,6 +449,15 @@ class _Run:
             if reason is not None:
                 break
             group.sync_buffers(model)
+            if not budget.validates_after(epoch):  # progress only; the curve holds validations
+                if on_epoch is not None and group.primary:
+                    on_epoch(EpochRecord(epoch, train_loss, None, None,
+                                         time.perf_counter() - epoch_start))
+                if self.epoch_state and epoch < budget.epochs:
+                    state = snapshot(epoch)
+                    if group.primary:
+                        save_atomic(state, self.epoch_state)
+                continue
             val_acc, val_loss = group.evaluate(model, val_x, val_y, data, budget)
             if not math.isfinite(val_loss):
                 reason = (f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at "
@@ -477,7 +489,10 @@ class _Run:
                                best_val_acc=best_acc, test_acc=None, curve=curve,
                                train_seconds=time.perf_counter() - self.started, **common)
         test_acc: float | None = None
-        if evaluate_test:
+        if evaluate_test and data.val_x is data.test_x and curve \
+                and curve[-1].epoch == budget.epochs:
+            test_acc = curve[-1].val_acc  # a final run validates on the test split: no 2nd pass
+        elif evaluate_test:
             test_acc, _ = group.evaluate(model, data.test_x.to(dev), data.test_y.to(dev), data,
                                          budget)
         last = curve[-1]

@@ -6,10 +6,13 @@ final width, chooses the speed options (``auto``: by measurement, at most 5% of 
 estimated time; a choice already stored in the study is reused) and times training steps in
 the chosen setting. From that the cost of a run is
 
-    seconds = epochs * (steps_per_epoch * step_seconds + eval_images / batch * step_seconds * EVAL_FRACTION)
+    seconds = epochs * steps_per_epoch * step_seconds + validations * eval_seconds
 
-plus the probe's own set-up time (loading data, building), and the final step's cost is the sum
-over the runs still to train divided by the runs that train at once (``workers``).
+plus the probe's own set-up time (loading data, building). ``step_seconds`` is timed on fresh
+batches taken as the run takes them (gathered, standardised, augmented) and ``eval_seconds``
+on part of the validation split (``tasks._time_pipeline``); ``validations`` counts the epochs
+the budget validates after (``Budget.validate_every``). The final step's cost is the sum over
+the runs still to train divided by the runs that train at once (``workers``).
 
 Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
 the cap, the cap cuts **epochs** (never width: the network stays the one the search chose and
@@ -62,13 +65,20 @@ class FinalPlan:
         return seconds_left is None or self.seconds <= seconds_left
 
 
-def run_seconds(probe: dict[str, Any], epochs: int, batch_size: int) -> float:
-    """Estimated wall seconds of one final run of ``epochs`` from a probe's measurements."""
+def run_seconds(probe: dict[str, Any], epochs: int, batch_size: int,
+                validations: int | None = None) -> float:
+    """Estimated wall seconds of one final run of ``epochs`` from a probe's measurements:
+    ``epochs`` x steps x the measured step, plus ``validations`` (default: one per epoch)
+    passes over the validation split (measured ``eval_seconds``; a probe without it: the
+    ``EVAL_FRACTION`` rule), plus the probe's set-up time."""
     step = float(probe["step_seconds"])
-    per_image = step / max(1, batch_size)
-    eval_seconds = probe["eval_images"] * per_image * EVAL_FRACTION
+    if probe.get("eval_seconds") is not None:
+        eval_seconds = float(probe["eval_seconds"])
+    else:
+        eval_seconds = probe["eval_images"] * step / max(1, batch_size) * EVAL_FRACTION
     setup = max(0.0, float(probe.get("setup_seconds", 0.0)))
-    return epochs * (probe["steps_per_epoch"] * step + eval_seconds) + setup
+    passes = epochs if validations is None else validations
+    return epochs * probe["steps_per_epoch"] * step + passes * eval_seconds + setup
 
 
 def _plan_key(budget: Budget) -> str:
@@ -118,8 +128,8 @@ def plan_final(
         if result.ok and result.metrics.get("step_seconds") and result.speed:
             speed = result.speed
             probe = {**result.metrics, "speed": speed, "speed_device": result.speed_device}
-            probe["setup_seconds"] = probe["probe_seconds"] - SpeedChoice.from_dict(
-                speed).overhead_seconds
+            probe["setup_seconds"] = (probe["probe_seconds"] - SpeedChoice.from_dict(
+                speed).overhead_seconds - float(probe.get("pipeline_seconds", 0.0)))
             probes[gkey] = probe
             if planned.speed_auto and speed.get("measured"):
                 storage.put_speed_choice(speed_key(gkey, planned.width, planned.batch_size),
@@ -129,7 +139,10 @@ def plan_final(
     probe_seconds = time.time() - started
 
     def total(epochs: int) -> tuple[float, dict[str, float]]:
-        per_run = {k: run_seconds(p, epochs, planned.batch_size) for k, p in probes.items()}
+        cut = planned.replace(epochs=epochs)
+        passes = sum(cut.validates_after(e) for e in range(1, epochs + 1))
+        per_run = {k: run_seconds(p, epochs, planned.batch_size, passes)
+                   for k, p in probes.items()}
         runs = [per_run.get(gkey, 0.0) for gkey, _ in todo]
         return sum(runs) / max(1, min(workers, len(runs))), per_run
 

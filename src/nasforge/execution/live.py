@@ -45,7 +45,8 @@ class LiveChannel:
     def remember(self, curve: Iterable[dict[str, Any]]) -> None:
         """Add a finished trial's curve to what the pruner compares with."""
         for point in curve:
-            self.history.setdefault(int(point["epoch"]), []).append(float(point["val_acc"]))
+            if point.get("val_acc") is not None:
+                self.history.setdefault(int(point["epoch"]), []).append(float(point["val_acc"]))
 
     def new_points(self, flight: _Watched) -> Iterator[dict[str, Any]]:
         """The epochs a running trial wrote since the last look, in order; each one counted
@@ -79,6 +80,8 @@ class LiveChannel:
                 self.show_supernet(flight)
             elif self.pruner is not None and not flight.stop_sent:
                 for point in self.new_points(flight):
+                    if point.get("val_acc") is None:  # an epoch the budget does not validate
+                        continue
                     epoch, value = int(point["epoch"]), float(point["val_acc"])
                     if self.pruner.should_prune(epoch, value, self.history):
                         (self.live_dir / f"trial_{flight.number}.stop").write_text(str(epoch))

@@ -111,10 +111,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+KEY_FREE_BUDGET_FIELDS: tuple[str, ...] = ("validate_every",)
+"""Budget fields left out of ``budget_key``: they change when a run is measured, not what it
+trains (same weights, same last validation), so they keep its model seed and stored runs."""
+
+
 def budget_key(budget: dict[str, Any]) -> str:
     """A stable key for a budget mapping: the first 16 hex digits of the SHA-256 of its
-    canonical JSON (``dumps``), so equal mappings give equal keys whatever their key order."""
-    return hashlib.sha256(dumps(budget).encode()).hexdigest()[:16]
+    canonical JSON (``dumps``), so equal mappings give equal keys whatever their key order;
+    ``KEY_FREE_BUDGET_FIELDS`` are left out."""
+    kept = {k: v for k, v in budget.items() if k not in KEY_FREE_BUDGET_FIELDS}
+    return hashlib.sha256(dumps(kept).encode()).hexdigest()[:16]
 
 
 def check_is_study(path: Path) -> None:
