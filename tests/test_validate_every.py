@@ -107,3 +107,24 @@ def test_the_final_estimate_counts_measured_validation_passes() -> None:
              "eval_seconds": 3.0, "setup_seconds": 2.0}
     assert run_seconds(probe, 10, 128) == pytest.approx(10 * 100 * 0.05 + 10 * 3.0 + 2.0)
     assert run_seconds(probe, 10, 128, validations=1) == pytest.approx(50 + 3.0 + 2.0)
+
+
+def test_the_final_step_lasts_until_its_last_run_ends() -> None:
+    from nasforge.execution.final_plan import makespan
+
+    assert makespan([100.0, 100.0, 100.0], 2) == 200.0  # 2 at once, then the third alone
+    assert makespan([100.0, 100.0], 2) == 100.0
+    assert makespan([300.0, 100.0, 100.0, 100.0], 2) == 300.0
+    assert makespan([50.0, 50.0], 1) == 100.0
+    assert makespan([], 2) == 0.0
+
+
+def test_final_workers_is_read_and_checked(tmp_path) -> None:  # noqa: ANN001
+    from nasforge.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: c\nfinal: {seeds: 3, workers: 1}\n")
+    assert load_config(str(path)).final.workers == 1
+    path.write_text("name: c\nfinal: {seeds: 3, workers: 0}\n")
+    with pytest.raises(ConfigError, match="final.workers"):
+        load_config(str(path))

@@ -101,6 +101,9 @@ class FinalConfig:
     #: which trials get final training: ``best`` (by the first objective) or ``front`` (the
     #: Pareto front's members, best first by the first objective); see ``nasforge.objectives``
     pick: str = "best"
+    #: final runs trained at once (None: ``run.workers``); on a 2-core CPU, 3 seeds train
+    #: sooner one after another on both cores (``workers: 1``) than 2 + 1 on one core each
+    workers: int | None = None
 
 
 CONFIG_KINDS: tuple[str, ...] = ("search", "final-training")
@@ -380,7 +383,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     final = None
     if top.get("final") is not None:
         f = _check_keys("final", top["final"],
-                        {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick"},
+                        {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick",
+                         "workers"},
                         source)
         if f.get("pick", "best") not in ("best", "front"):
             raise ConfigError(f"{source}: 'final.pick' must be best or front, got {f['pick']!r}")
@@ -391,9 +395,13 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             max_seconds=_duration("final", "max_seconds", f.get("max_seconds"), source),
             total_seconds=_duration("final", "total_seconds", f.get("total_seconds"), source),
             pick=f.get("pick", "best"),
+            workers=(None if f.get("workers") is None
+                     else _typed("final", "workers", f.get("workers"), "int", source)),
         )
         if final.top < 1 or final.seeds < 1:
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
+        if final.workers is not None and final.workers < 1:
+            raise ConfigError(f"{source}: 'final.workers' must be >= 1, got {final.workers}")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.evaluation.prefilter_spec import parse_prefilter

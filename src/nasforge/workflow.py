@@ -151,7 +151,8 @@ class SearchJob:
             f"{final.seeds} seed(s)")
         # a fresh pool sized to the final runs, so a single run gets every core
         self._executor.shutdown(wait=True, cancel_futures=True)
-        final_workers = max(1, min(config.run.workers, len(entries) * final.seeds))
+        final_workers = max(1, min(final.workers or config.run.workers,
+                                   len(entries) * final.seeds))
         from nasforge.execution.executors import make_executor
 
         self._executor = make_executor(dataclasses.replace(config.run, workers=final_workers))

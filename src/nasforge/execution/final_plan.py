@@ -11,8 +11,9 @@ the chosen setting. From that the cost of a run is
 plus the probe's own set-up time (loading data, building). ``step_seconds`` is timed on fresh
 batches taken as the run takes them (gathered, standardised, augmented) and ``eval_seconds``
 on part of the validation split (``tasks._time_pipeline``); ``validations`` counts the epochs
-the budget validates after (``Budget.validate_every``). The final step's cost is the sum over
-the runs still to train divided by the runs that train at once (``workers``).
+the budget validates after (``Budget.validate_every``). The final step's cost is the time the
+runs still to train take on ``workers`` at once, each run to the worker free first
+(:func:`makespan`).
 
 Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
 the cap, the cap cuts **epochs** (never width: the network stays the one the search chose and
@@ -81,6 +82,16 @@ def run_seconds(probe: dict[str, Any], epochs: int, batch_size: int,
     return epochs * probe["steps_per_epoch"] * step + passes * eval_seconds + setup
 
 
+def makespan(runs: list[float], workers: int) -> float:
+    """Seconds until the last of ``runs`` (seconds each, in submission order) ends when
+    ``workers`` train at once, each run going to the worker free first (the executor's order):
+    3 equal runs on 2 workers take 2 runs' time, not 1.5."""
+    free = [0.0] * max(1, min(workers, len(runs)))
+    for seconds in runs:
+        free[free.index(min(free))] += seconds
+    return max(free) if runs else 0.0
+
+
 def _plan_key(budget: Budget) -> str:
     return f"final_plan:{budget_key(budget.to_dict())}"
 
@@ -143,8 +154,7 @@ def plan_final(
         passes = sum(cut.validates_after(e) for e in range(1, epochs + 1))
         per_run = {k: run_seconds(p, epochs, planned.batch_size, passes)
                    for k, p in probes.items()}
-        runs = [per_run.get(gkey, 0.0) for gkey, _ in todo]
-        return sum(runs) / max(1, min(workers, len(runs))), per_run
+        return makespan([per_run.get(gkey, 0.0) for gkey, _ in todo], workers), per_run
 
     seconds, per_run = total(planned.epochs)
     note = None
@@ -192,4 +202,4 @@ def _clock(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-__all__ = ["FinalPlan", "describe_plan", "plan_final", "run_seconds", "speed_extra"]
+__all__ = ["FinalPlan", "describe_plan", "makespan", "plan_final", "run_seconds", "speed_extra"]
