@@ -84,6 +84,10 @@ class RunConfig:
     #: devices (GPUs; on CPU, processes sharing the worker's cores) that train one trial
     #: data-parallel (``nasforge.execution.data_parallel``); 1 = one process per trial
     devices_per_trial: int = 1
+    #: the search's own time budget in seconds (``90m`` etc. in a file): after it no new trial
+    #: starts and the running ones finish (unlike ``time_limit``, which cuts them); counted over
+    #: every run of the study (``--resume`` searches only what is left)
+    search_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class SearchConfig:
                 "seeds": self.final.seeds,
                 "budget": self.final.budget.to_dict(),
             }
-            for key in ("max_seconds", "total_seconds"):
+            for key in ("max_seconds", "total_seconds", "workers"):
                 if getattr(self.final, key) is not None:
                     out["final"][key] = getattr(self.final, key)
             if self.final.pick != "best":
@@ -352,6 +356,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         pruner=r.get("pruner"),
         devices_per_trial=_typed("run", "devices_per_trial", r.get("devices_per_trial", 1), "int",
                                  source),
+        search_seconds=_duration("run", "search_seconds", r.get("search_seconds"), source),
     )
     if run.devices_per_trial < 1:
         raise ConfigError(f"{source}: 'run.devices_per_trial' must be >= 1, "
@@ -370,7 +375,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         raise ConfigError(
             f"{source}: unknown executor {run.executor!r}; known: {', '.join(EXECUTORS)}"
         )
-    for limit in ("time_limit", "eval_timeout", "memory_limit_mb"):
+    for limit in ("time_limit", "eval_timeout", "memory_limit_mb", "search_seconds"):
         value = getattr(run, limit)
         if value is not None and value <= 0:
             raise ConfigError(f"{source}: 'run.{limit}' must be positive (or unset), got {value}")

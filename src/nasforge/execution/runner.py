@@ -38,6 +38,9 @@ from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
 from nasforge.strategies.base import Observation, Strategy
 
+SEARCH_SECONDS_KEY = "search_seconds_spent"
+"""Study ``meta`` key: seconds the study's runs have searched (``run.search_seconds``)."""
+
 __all__ = ["EvaluateFn", "Reporter", "RunSummary", "Runner", "busy_fraction", "genome_key",
            "model_seed", "seed_part", "speed_note", "study_logger", "worker_slots"]
 
@@ -412,7 +415,11 @@ class Runner:
                     self.space.genome_from_dict(g) for g in parked]
             consecutive_reuse = 0
             stop_reason = ""
+            spent_before = float(self.storage.meta_value(SEARCH_SECONDS_KEY) or 0.0)
             while True:
+                spent = spent_before + time.time() - start
+                if run_cfg.search_seconds is not None:
+                    self.storage.set_meta_value(SEARCH_SECONDS_KEY, spent)
                 finished = self.storage.count_finished()
                 best = self.storage.best(1)
                 best_acc = best[0].val_acc if best else None
@@ -428,6 +435,9 @@ class Runner:
                     elif (run_cfg.target_accuracy is not None and best_acc is not None
                           and best_acc >= run_cfg.target_accuracy):
                         stop_reason = "target accuracy reached"
+                    elif run_cfg.search_seconds is not None and spent >= run_cfg.search_seconds:
+                        # no new trial; the running ones finish (not cut, unlike time_limit)
+                        stop_reason = f"search time budget of {run_cfg.search_seconds:.0f}s spent"
                 self.slots = worker_slots(self.executor, run_cfg.workers)
                 while (not stop_reason and len(self.inflight) < self.slots
                        and finished + len(self.inflight) < run_cfg.max_evals):
