@@ -148,7 +148,8 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
                 step(choice.setting)
                 step_seconds = min(step(choice.setting) for _ in range(2))
     timed = time.time()
-    pipeline_step, eval_seconds = _time_pipeline(model, splits, budget, choice.setting, dev)
+    pipeline_step, eval_seconds = _time_pipeline(model, splits, budget, choice.setting, dev,
+                                                 min(PIPELINE_STEPS, steps * budget.epochs))
     timed = time.time() - timed
     return {
         "speed": choice.to_dict(), "speed_device": _speed_device(device),
@@ -164,11 +165,11 @@ PIPELINE_EVAL_IMAGES = 2048
 """Validation images the probe times (a pass over the split is scaled from them)."""
 
 
-def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any,
-                   dev: Any) -> tuple[float, float]:
+def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any, dev: Any,
+                   timed_steps: int = PIPELINE_STEPS) -> tuple[float, float]:
     """(mean seconds of a training step, seconds of one validation pass) as the run takes
-    them: fresh batches gathered from the uint8 split, standardised and augmented per the
-    budget, in ``setting``, on a copy of ``model`` (the model itself, its optimizer and every
+    them: ``timed_steps`` fresh batches (after a warm-up one) gathered from the uint8 split,
+    standardised and augmented per the budget, in ``setting``, on a copy of ``model`` (the model itself, its optimizer and every
     random generator of the run are untouched). The speed choice's own timings repeat one
     batch already on the device, which ran 6-24% short of the quick preset's real epochs."""
     import copy
@@ -178,6 +179,7 @@ def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any,
     from nasforge.data.augment import EpochAugmentation
     from nasforge.evaluation.metrics import (Normalizer, autocast_context, evaluate_accuracy,
                                              grad_scaler)
+    from nasforge.evaluation.speed import _sync as _sync_device
     from nasforge.evaluation.speed import applied
     from nasforge.evaluation.trainer import _make_optimizer, optimizer_step, training_loss
 
@@ -193,13 +195,13 @@ def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any,
         optimizer = _make_optimizer(clone, budget)
         scaler = grad_scaler(dev, setting.precision)
         gen = torch.Generator().manual_seed(int(budget.seed) + 11)
-        order = torch.randint(0, n, ((PIPELINE_STEPS + 1) * batch,), generator=gen)
+        order = torch.randint(0, n, ((timed_steps + 1) * batch,), generator=gen)
         normalize = Normalizer(splits.mean, splits.std, dev)
-        plan = EpochAugmentation(budget.augment, [batch] * (PIPELINE_STEPS + 1),
+        plan = EpochAugmentation(budget.augment, [batch] * (timed_steps + 1),
                                  int(splits.train_x.shape[-2]), int(splits.train_x.shape[-1]),
                                  gen, dev)
         times = []
-        for step in range(PIPELINE_STEPS + 1):
+        for step in range(timed_steps + 1):
             _sync_device(dev)
             begin = time.perf_counter()
             idx = order[step * batch:(step + 1) * batch]
@@ -218,14 +220,7 @@ def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any,
                           channels_last=setting.channels_last)
         _sync_device(dev)
         eval_pass = (time.perf_counter() - begin) * int(splits.val_y.shape[0]) / max(1, m)
-    return sum(times[1:]) / PIPELINE_STEPS, eval_pass
-
-
-def _sync_device(dev: Any) -> None:
-    import torch
-
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    return sum(times[1:]) / timed_steps, eval_pass
 
 
 def guarded(task: EvalTask, evaluate: Callable[[EvalTask], EvalResult]) -> EvalResult:
