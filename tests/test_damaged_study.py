@@ -66,6 +66,7 @@ def test_commands_on_a_damaged_study_say_so_in_one_line(tabular_study, tmp_path,
     _damage(db, "trials")
     before = db.read_bytes()
     for args in (["search", "quick", *TABULAR, "--storage", str(db), "--resume"],
+                 ["search", "quick", *TABULAR, "--storage", str(db)],
                  ["trials", str(db)], ["best", str(db)], ["report", str(db)]):
         assert main(args) == 2, args
         line = _error_line(capsys, db)
@@ -88,3 +89,23 @@ def test_a_study_damaged_in_its_meta_page_is_damaged_not_foreign(tmp_path) -> No
                                            r"is malformed\); nothing was changed"):
         StudyStorage.open(db, write=True)
     _untouched(db, before)
+
+
+@pytest.mark.parametrize("kind", ["text", "sqlite"])
+def test_a_new_search_on_a_file_that_is_no_study_says_so(kind, tmp_path, capsys) -> None:
+    """Without --resume, an existing file that is not a nasforge study is named as such (not
+    "add --resume"), and left as it was."""
+    path = tmp_path / "notastudy.db"
+    if kind == "text":
+        path.write_text("my notes\n")
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (line TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+        conn.commit()
+        conn.close()
+    before = path.read_bytes()
+    assert main(["search", "quick", "--storage", str(path)]) == 2
+    line = _error_line(capsys, path)
+    assert line.endswith("is not a nasforge study database; it was left untouched"), line
+    _untouched(path, before)
