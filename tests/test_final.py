@@ -173,9 +173,17 @@ def test_final_step_is_estimated_capped_and_deferred_by_the_time_limit(tmp_path,
     db2 = tmp_path / "d.db"
     assert main(["search", str(cfg2), "--storage", str(db2), "--time-limit", "1m"]) == 0
     out = capsys.readouterr()
-    assert "left for --resume" in out.out and "final: estimated" in out.err
+    # said once, with its reason (before: once more on stdout without it)
+    assert (out.out + out.err).count("left for --resume") == 1, (out.out, out.err)
+    assert "final: left for --resume: the " in out.err and "final: estimated" in out.err
     with StudyStorage.open(db2) as store:
         assert store.final_runs() == [] and store.count("ok") == 1
+    # --quiet: the progress output is off, the summary on stdout says it, once
+    assert main(["search", str(cfg2), "--storage", str(tmp_path / "q.db"), "--time-limit",
+                 "1m", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("left for --resume") == 1, (out.out, out.err)
+    assert "final training left for --resume" in out.out
 
 
 @pytest.mark.timeout(120)

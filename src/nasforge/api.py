@@ -104,6 +104,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool,
                data: dict[str, Any] | None = None) -> StudyStorage:
     """Create a new study, or open one to resume (refusing another config unless forced).
+    An existing file without ``resume`` is refused (StorageError) untouched: as not a nasforge
+    study, as damaged, or as a study to ``--resume``.
 
     ``data`` holds ``fingerprint`` and ``labels`` (``nasforge.data.fingerprint``): stored in a
     new study; a resume on data whose fingerprint differs from the stored one is refused
@@ -112,6 +114,9 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
     identity = json.loads(json.dumps(config.identity(), default=list))
     if not resume:
         if path.exists():
+            from nasforge.storage.schema import check_is_study
+
+            check_is_study(path)  # a foreign or damaged file: say so, not "--resume"
             raise StorageError(f"{path} already exists; add --resume to continue it, or pick "
                                "another --storage")
         storage = StudyStorage.create(

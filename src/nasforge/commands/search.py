@@ -105,16 +105,19 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{metrics.get('simulated_seconds', 0):.0f} simulated seconds); no final "
                   "training")
         elif job.wants_final(args.no_final):
-            _print_final(job.final(), config)
+            _print_final(job.final(), config, deferral_said=reporter.enabled)
         total = job.finish()
         print(f"study stored in {storage}; total {total:.0f}s")
     return 0
 
 
-def _print_final(results: Any, config: Any) -> None:
-    """The final step's lines: one per trial (test accuracy, interrupted seeds or failure)."""
+def _print_final(results: Any, config: Any, deferral_said: bool = False) -> None:
+    """The final step's lines: one per trial (test accuracy, interrupted seeds or failure).
+    ``results`` None: the step was left for --resume, said here unless the progress output
+    already said it with its reason (``deferral_said``)."""
     if results is None:
-        print("final training left for --resume (it does not fit in the time limit)")
+        if not deferral_said:
+            print("final training left for --resume (it does not fit in the time limit)")
         results = []
     for res in results:
         if res.interrupted:

@@ -125,20 +125,42 @@ def budget_key(budget: dict[str, Any]) -> str:
 
 
 def check_is_study(path: Path) -> None:
-    """Refuse, without writing (opened read-only), a file that is not a nasforge study.
+    """Refuse, without writing (opened read-only), a file that is not a nasforge study or a
+    study whose pages are damaged.
 
     Raises ``StorageError`` when ``path`` is not an SQLite database or has no ``meta`` row
-    ``format = nasforge-study``."""
+    ``format = nasforge-study``, and (``damaged``) when SQLite finds it malformed, by reading
+    it or by its ``PRAGMA quick_check`` (about 1 ms per MB): a damaged study is refused before
+    anything reads its trials or writes to it. A file without a ``-wal`` beside it (no driver
+    has it open; none was cut short) is read as immutable, so checking it creates no ``-wal`` and
+    ``-shm`` files beside a file that is then refused."""
+    real = Path(path).resolve()
+    wal = real.with_name(real.name + "-wal").exists()
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(real.as_uri() + ("?mode=ro" if wal else "?mode=ro&immutable=1"),
+                               uri=True)
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            problems = (conn.execute("PRAGMA quick_check(1)").fetchall()
+                        if row is not None and row[0] == FORMAT else None)
         finally:
             conn.close()
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+            raise damaged(path, str(exc)) from None
         raise StorageError(f"{path} is not a nasforge study database; it was left untouched") from None
-    if row is None or row[0] != FORMAT:
+    if problems is None:
         raise StorageError(f"{path} is not a nasforge study database; it was left untouched")
+    if problems != [("ok",)]:
+        detail = [line for line in str(problems[0][0]).splitlines() if not line.startswith("***")]
+        raise damaged(path, "database disk image is malformed; quick_check: "
+                      + (detail[0] if detail else str(problems[0][0])))
+
+
+def damaged(path: Path, why: str) -> StorageError:
+    """The one-line error for a study file SQLite finds malformed (``why``: what it said)."""
+    return StorageError(f"{path} is damaged (sqlite: {why}); nothing was changed; "
+                        f"`sqlite3 {path} .recover` may save its trials")
 
 
 def connect(path: Path) -> sqlite3.Connection:
