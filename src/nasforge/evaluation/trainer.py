@@ -219,6 +219,8 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     speed: SpeedChoice | None = None,
     bf16_native: bool | None = None,
+    speed_default: SpeedChoice | None = None,
+    learn_speed_default: bool = False,
     resume: dict[str, Any] | None = None,
     keep_state: bool = False,
     stop: Callable[[], bool] | None = None,
@@ -239,8 +241,10 @@ def train(
     otherwise ``auto`` options of the budget are chosen by timing throw-away steps on a copy of
     the model (``nasforge.evaluation.speed.choose``; at most 5% of the training's estimated
     time, under a forked RNG so the training itself is not changed by the measuring).
-    ``bf16_native`` overrides the hardware check (tests). The result's ``speed`` holds the
-    choice; ``train_seconds`` includes the measuring.
+    ``bf16_native`` overrides the hardware check (tests). A training too short to afford the
+    measuring takes ``speed_default`` (the study's default for short trainings), or, with
+    ``learn_speed_default`` and no default, is measured to set one (``speed.choose``). The
+    result's ``speed`` holds the choice; ``train_seconds`` includes the measuring.
 
     Exact continuation: with ``keep_state`` the result's ``state`` holds everything needed to
     go on (model, optimizer, scheduler, the batch-order, augmentation and torch random
@@ -284,7 +288,8 @@ def train(
         speed = SpeedChoice.from_dict(resume["speed"])  # the parent's options: same numerics
         speed.source, speed.measured, speed.overhead_seconds = "stored", False, 0.0
     speed = group.choose_speed(speed, lambda: choose_speed(
-        model, data, budget, dev, steps * budget.epochs, bf16_native))
+        model, data, budget, dev, steps * budget.epochs, bf16_native,
+        default=speed_default, learn_default=learn_speed_default))
     setting = speed.setting
     resolved = budget.replace(precision=setting.precision, channels_last=setting.channels_last,
                               threads=setting.threads)
@@ -308,9 +313,14 @@ def choose_speed(
     device: torch.device,
     total_steps: int,
     bf16_native: bool | None = None,
+    *,
+    default: SpeedChoice | None = None,
+    learn_default: bool = False,
 ) -> SpeedChoice:
     """The speed setting for training ``model`` under ``budget`` (see ``train``): explicit
-    options as given, ``auto`` ones by measurement on one real batch of ``data``."""
+    options as given, ``auto`` ones by measurement on one real batch of ``data``; a training
+    too short to measure takes ``default`` or, with ``learn_default``, sets one
+    (``nasforge.evaluation.speed.choose``)."""
     native = has_native_bf16(device) if bf16_native is None else bf16_native
     settings, extra = candidate_settings(
         device.type, budget.precision, budget.channels_last, native, budget.threads,
@@ -329,7 +339,9 @@ def choose_speed(
         step = measure_training_step(model, xb, yb, lambda m: _make_optimizer(m, budget), device)
         # NASFORGE_SPEED_MIN_SECONDS: the smallest measuring allowance worth using (default 1 s)
         floor = float(os.environ.get("NASFORGE_SPEED_MIN_SECONDS", "1.0"))
-        return choose(settings, extra, step, total_steps, min_seconds=floor)
+        return choose(settings, extra, step, total_steps, min_seconds=floor,
+                      default=None if default is None else default.setting,
+                      learn_default=learn_default)
 
 
 def save_atomic(state: dict[str, Any], path: str) -> None:
@@ -449,33 +461,31 @@ class _Run:
             if reason is not None:
                 break
             group.sync_buffers(model)
-            if not budget.validates_after(epoch):  # progress only; the curve holds validations
-                if on_epoch is not None and group.primary:
-                    on_epoch(EpochRecord(epoch, train_loss, None, None,
-                                         time.perf_counter() - epoch_start))
-                if self.epoch_state and epoch < budget.epochs:
-                    state = snapshot(epoch)
-                    if group.primary:
-                        save_atomic(state, self.epoch_state)
-                continue
-            val_acc, val_loss = group.evaluate(model, val_x, val_y, data, budget)
-            if not math.isfinite(val_loss):
-                reason = (f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at "
-                          f"epoch {epoch}")
-                break
-            record = EpochRecord(epoch, train_loss, val_loss, val_acc,
-                                 time.perf_counter() - epoch_start)
-            curve.append(record)
+            validated = budget.validates_after(epoch)
+            if validated:
+                val_acc, val_loss = group.evaluate(model, val_x, val_y, data, budget)
+                if not math.isfinite(val_loss):
+                    reason = (f"{'nan' if math.isnan(val_loss) else 'inf'} validation loss at "
+                              f"epoch {epoch}")
+                    break
+                record = EpochRecord(epoch, train_loss, val_loss, val_acc,
+                                     time.perf_counter() - epoch_start)
+                curve.append(record)
+                if best_acc is None or val_acc > best_acc:
+                    best_acc, since_best = val_acc, 0
+                else:
+                    since_best += 1
+            else:  # progress only (train loss); the curve holds validations
+                record = EpochRecord(epoch, train_loss, None, None,
+                                     time.perf_counter() - epoch_start)
             if on_epoch is not None and group.primary:
                 on_epoch(record)
-            if best_acc is None or val_acc > best_acc:
-                best_acc, since_best = val_acc, 0
-            else:
-                since_best += 1
             if self.epoch_state and epoch < budget.epochs:
                 state = snapshot(epoch)
                 if group.primary:
                     save_atomic(state, self.epoch_state)
+            if not validated:
+                continue
             if budget.patience is not None and since_best >= budget.patience:
                 break
             if epoch < budget.epochs and group.agree(lambda: stop is not None and stop()):

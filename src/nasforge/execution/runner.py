@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
-from nasforge.evaluation.speed import speed_key
+from nasforge.evaluation.speed import DEFAULT_NETWORK, speed_key
 from nasforge.execution.executors import shutdown_now
 from nasforge.execution.faults import fault_point
 from nasforge.execution.kinds import TaskRequest, get_kind, seed_part
@@ -33,13 +33,15 @@ from nasforge.execution.reporting import (
 )
 from nasforge.execution.results import EvalResult
 from nasforge.execution.stops import hard_stop
-from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
+from nasforge.execution.tasks import STUDY_DEFAULT, EvalTask, evaluate_task, model_seed
 from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
 from nasforge.strategies.base import Observation, Strategy
 
 SEARCH_SECONDS_KEY = "search_seconds_spent"
 """Study ``meta`` key: seconds the study's runs have searched (``run.search_seconds``)."""
+SPENT_WRITE_SECONDS = 2.0
+"""How often (seconds) the search loop writes ``SEARCH_SECONDS_KEY`` while it runs."""
 
 __all__ = ["EvaluateFn", "Reporter", "RunSummary", "Runner", "busy_fraction", "genome_key",
            "model_seed", "seed_part", "speed_note", "study_logger", "worker_slots"]
@@ -208,17 +210,29 @@ class Runner:
 
     def _speed_choices(self, gkey: str, budget: Budget) -> dict[str, Any] | None:
         """The study's stored speed choices for this network (``auto`` budgets only), so a
-        rerun or ``--resume`` trains under the same options without measuring again."""
+        rerun or ``--resume`` trains under the same options without measuring again, and,
+        under ``STUDY_DEFAULT``, the study's defaults for short trainings (empty: the first
+        short training measures one; ``nasforge.evaluation.speed``)."""
         if not budget.speed_auto:
             return None
-        return self.storage.speed_choices(speed_key(gkey, budget.width, budget.batch_size))
+        choices = self.storage.speed_choices(speed_key(gkey, budget.width, budget.batch_size))
+        choices[STUDY_DEFAULT] = self.storage.speed_choices(
+            speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size))
+        return choices
 
     def _store_speed(self, gkey: str, budget: Budget, result: EvalResult) -> None:
-        """Keep a choice the evaluation measured (the runner alone writes the study)."""
+        """Keep a choice the evaluation measured (the runner alone writes the study); one
+        measured to be the study's default for short trainings is kept as that too, unless
+        another trial's already is (the first stored stays)."""
         speed = result.speed
-        if budget.speed_auto and speed and speed.get("measured") and result.speed_device:
-            self.storage.put_speed_choice(speed_key(gkey, budget.width, budget.batch_size),
-                                          result.speed_device, speed)
+        if not (budget.speed_auto and speed and speed.get("measured") and result.speed_device):
+            return
+        self.storage.put_speed_choice(speed_key(gkey, budget.width, budget.batch_size),
+                                      result.speed_device, speed)
+        if speed.get("for_default"):
+            key = speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size)
+            if result.speed_device not in self.storage.speed_choices(key):
+                self.storage.put_speed_choice(key, result.speed_device, speed)
 
     def _observation(self, record: TrialRecord, genome: Any) -> Observation:
         """What a strategy is told: the fitness is the first objective's value (signed so that
@@ -416,10 +430,13 @@ class Runner:
             consecutive_reuse = 0
             stop_reason = ""
             spent_before = float(self.storage.meta_value(SEARCH_SECONDS_KEY) or 0.0)
+            spent_written = -SPENT_WRITE_SECONDS
             while True:
                 spent = spent_before + time.time() - start
-                if run_cfg.search_seconds is not None:
-                    self.storage.set_meta_value(SEARCH_SECONDS_KEY, spent)
+                if (run_cfg.search_seconds is not None
+                        and spent - spent_written >= SPENT_WRITE_SECONDS):
+                    self.storage.set_meta_value(SEARCH_SECONDS_KEY, spent)  # a kill loses < 2 s
+                    spent_written = spent
                 finished = self.storage.count_finished()
                 best = self.storage.best(1)
                 best_acc = best[0].val_acc if best else None
@@ -476,6 +493,8 @@ class Runner:
                             self.storage.count_finished(), run_cfg.max_evals,
                         )
             stop_reason = stop_reason or "max_evals reached"
+            if run_cfg.search_seconds is not None:
+                self.storage.set_meta_value(SEARCH_SECONDS_KEY, spent_before + time.time() - start)
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
