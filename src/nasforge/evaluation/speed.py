@@ -27,6 +27,15 @@ warm-up step is already ``abandon`` (3x) slower than the best so far is dropped 
 
 The choice is made once per (network, width, batch size, device, threads) and stored in the
 study (see ``speed_key``), so a rerun or ``--resume`` reuses it without measuring.
+
+Short trainings in a study: most search trials are too short to afford their own measuring,
+yet they are most of a search's time (the quick preset's 3-epoch trials at width 16 ran in fp32
+contiguous, while channels-last or bf16 took 15-50% less a step on the same networks). So the
+first such trial of a study (per width, batch size and device) is measured anyway, within
+``SHORT_ALLOWANCE_SECONDS`` (a one-off cost per study), and its choice becomes the study's
+default for its short trainings (stored under the network key ``DEFAULT_NETWORK``; source
+``study default``). A stored default whose setting is not a candidate on this machine (bf16
+where the CPU has no native bf16) is ignored.
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ from torch import nn
 from nasforge.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_NETWORK",
+    "SHORT_ALLOWANCE_SECONDS",
     "SpeedChoice",
     "SpeedSetting",
     "candidate_settings",
@@ -65,6 +76,10 @@ AUTO = "auto"
 CPU_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 CUDA_PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
 MEASURE_FRACTION = 0.05
+#: The measuring allowance (seconds) of the trial that sets a study's default for short trainings.
+SHORT_ALLOWANCE_SECONDS = 2.0
+#: The network part of ``speed_key`` under which a study's default for short trainings is kept.
+DEFAULT_NETWORK = "*"
 STEPS_PER_CANDIDATE = 2  # one warm-up step and at least one timed step
 
 
@@ -94,7 +109,9 @@ class SpeedChoice:
     for explicit settings, stored choices and trainings too short to afford it, with
     ``reason``); ``timings`` maps each tried candidate's label to its timed steps in seconds
     (an abandoned candidate has only its warm-up); ``overhead_seconds`` is the wall time the
-    measuring cost; ``source`` is ``measured``, ``stored``, ``explicit`` or ``default``.
+    measuring cost; ``source`` is ``measured``, ``stored``, ``explicit``, ``default`` or
+    ``study default``; ``for_default`` marks a short training's measurement meant as its
+    study's default for short trainings (see the module docstring).
     """
 
     setting: SpeedSetting
@@ -104,6 +121,7 @@ class SpeedChoice:
     reason: str | None = None
     timings: dict[str, list[float]] = field(default_factory=dict)
     overhead_seconds: float = 0.0
+    for_default: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored with the trial and in the study's choice cache)."""
@@ -220,6 +238,8 @@ def choose(
     max_timed: int = 5,
     min_seconds: float = 1.0,
     clock: Callable[[], float] = time.perf_counter,
+    default: SpeedSetting | None = None,
+    learn_default: bool = False,
 ) -> SpeedChoice:
     """Time the candidates with ``step`` and keep the fastest, within a measuring budget.
 
@@ -230,15 +250,33 @@ def choose(
     allowance is below ``min_seconds`` (a training of under ~20 s), only the baseline is timed
     (2 steps) and kept: the first step of an untried kernel (bf16 JIT) alone can cost a second.
     With one candidate and no extra thread counts nothing is measured (``source="explicit"``).
+
+    A training too short to measure takes ``default`` (the study's default for short
+    trainings, ``source="study default"``) when it is one of ``settings``; without one, and
+    with ``learn_default``, it is measured within ``SHORT_ALLOWANCE_SECONDS`` instead and the
+    choice is marked ``for_default`` (the study keeps it as its default).
     """
     settings = list(settings)
     if not settings:
         raise ValueError("no speed candidates")
     if len(settings) == 1 and not extra_threads:
         return SpeedChoice(settings[0], source="explicit")
+    known = {(s.precision, s.channels_last) for s in settings}
+    if default is not None and (default.precision, default.channels_last) not in known:
+        default = None  # e.g. bf16 stored on a machine with native bf16, run where it has none
+
+    def too_short(reason: str, **fields: Any) -> SpeedChoice | None:
+        if default is not None:
+            return SpeedChoice(default, source="study default",
+                               reason=f"{reason}: the study's default for short trainings")
+        if learn_default:
+            return None
+        return SpeedChoice(settings[0], source="default", reason=reason, **fields)
+
     if total_steps * fraction < 2 * STEPS_PER_CANDIDATE:
-        return SpeedChoice(settings[0], source="default",
-                           reason=f"training too short to measure ({total_steps} steps)")
+        short = too_short(f"training too short to measure ({total_steps} steps)")
+        if short is not None:
+            return short
     started = clock()
     timings: dict[SpeedSetting, list[float]] = {}
     warm: dict[SpeedSetting, float] = {}
@@ -260,11 +298,15 @@ def choose(
     warm[baseline] = step(baseline)
     timings[baseline] = [step(baseline)]
     allowed = fraction * total_steps * timings[baseline][0]
+    for_default = False
     if allowed < min_seconds:  # a first step of a new kernel alone can cost ~1 s
-        return SpeedChoice(
-            baseline, step_seconds=timings[baseline][0], source="default",
-            reason=f"training too short to measure (about {total_steps * timings[baseline][0]:.0f}s)",
-            timings={baseline.label(): timings[baseline]}, overhead_seconds=clock() - started)
+        short = too_short(
+            f"training too short to measure (about {total_steps * timings[baseline][0]:.0f}s)",
+            step_seconds=timings[baseline][0], timings={baseline.label(): timings[baseline]},
+            overhead_seconds=clock() - started)
+        if short is not None:
+            return short
+        allowed, for_default = SHORT_ALLOWANCE_SECONDS, True
     for setting in settings[1:]:
         try_one(setting, allowed)
     for count in extra_threads:
@@ -285,6 +327,8 @@ def choose(
         source="measured",
         timings={s.label(): v for s, v in timings.items()},
         overhead_seconds=clock() - started,
+        reason="measured as the study's default for short trainings" if for_default else None,
+        for_default=for_default,
     )
 
 

@@ -104,13 +104,15 @@ def study_logger(storage_path: Path) -> logging.Logger:
 
 def speed_note(speed: dict[str, Any] | None) -> str:
     """`` [bf16, channels-last; measured in 0.4s]`` for a trial whose speed options were
-    measured, else empty."""
+    measured (``..., the study's default for short trainings]`` when it set that), else
+    empty."""
     if not speed or not speed.get("measured"):
         return ""
     from nasforge.evaluation.speed import SpeedChoice
 
     choice = SpeedChoice.from_dict(speed)
-    return f"  [{choice.setting.label()}; measured in {choice.overhead_seconds:.1f}s]"
+    role = ", the study's default for short trainings" if choice.for_default else ""
+    return f"  [{choice.setting.label()}; measured in {choice.overhead_seconds:.1f}s{role}]"
 
 
 def worker_slots(executor: Executor, configured: int) -> int:

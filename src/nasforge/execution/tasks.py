@@ -111,6 +111,21 @@ def _stored_speed(task: EvalTask, device: str) -> Any:
     return choice
 
 
+def _default_speed(task: EvalTask, device: str) -> tuple[Any, bool]:
+    """The study's default speed choice for short trainings on this device, and whether to
+    learn one (the runner sent the defaults, ``task.extra["speed"]["study default"]``, and
+    none is stored for this device yet)."""
+    from nasforge.evaluation.speed import SpeedChoice
+
+    defaults = (task.extra.get("speed") or {}).get(STUDY_DEFAULT)
+    if defaults is None:
+        return None, False
+    stored = defaults.get(_speed_device(device))
+    if stored is None:
+        return None, True
+    return SpeedChoice.from_dict(stored), False
+
+
 def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any = None) -> dict[str, Any]:
     """Choose the speed options of a coming training (or take ``stored``) and time its step,
     without training: what the driver needs to estimate a final run's cost before starting it.
@@ -159,6 +174,9 @@ def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any =
     }
 
 
+#: The key of ``task.extra["speed"]`` holding the study's defaults for short trainings
+#: (device key -> choice); present (possibly empty) when the runner wants one learned.
+STUDY_DEFAULT = "study default"
 PIPELINE_STEPS = 8
 """Steps the probe times as the run will take them (after one warm-up step)."""
 PIPELINE_EVAL_IMAGES = 2048
@@ -297,9 +315,11 @@ def _train(task: EvalTask, resume: Any, train_fn: Callable[..., Any] | None,
     device = device or evaluation_device()
     save_state = task.extra.get("save_state")
     stop_file = task.extra.get("stop")  # a pruner's stop request (live channel)
+    default, learn = _default_speed(task, device)
     outcome = (train_fn or train)(model, built.splits, built.budget, device=device,
                     on_epoch=_progress_writer(task.progress_path, task.final),
                     speed=_stored_speed(task, device), resume=resume,
+                    speed_default=default, learn_speed_default=learn,
                     keep_state=bool(save_state),
                     stop=(lambda: os.path.exists(stop_file)) if stop_file else None)
     result = EvalResult(status=outcome.status, error=outcome.reason, val_acc=outcome.val_acc,
