@@ -4,6 +4,10 @@ trainings (and reruns) take it without measuring."""
 
 from __future__ import annotations
 
+import random
+
+import torch
+
 from nasforge.evaluation.speed import (
     DEFAULT_NETWORK,
     SHORT_ALLOWANCE_SECONDS,
@@ -98,3 +102,28 @@ def test_a_search_learns_its_default_once_and_a_rerun_reuses_it(tmp_path) -> Non
                          for t in later)
     assert all(t.metrics["speed"]["setting"] == stored["setting"] for t in later)
 
+
+def test_a_damaged_stored_choice_is_measured_again_not_a_failed_trial(tmp_path) -> None:
+    """A stored default or network choice that does not parse is ignored (and the default is
+    replaced by the next measurement): the trial trains, nothing fails."""
+    from nasforge.evaluation.speed import device_key
+    from nasforge.execution.tasks import STUDY_DEFAULT, EvalTask, evaluate_task
+    from nasforge.config import config_from_dict
+    from nasforge.spaces import get_space
+    from tests.conftest import tiny_config_dict
+
+    config = config_from_dict(tiny_config_dict(data={"dataset": "synthetic",
+                                                     "val_fraction": 0.2}), "damaged")
+    space = get_space(config.space.name, **config.space.settings)
+    genome = space.sample(random.Random(0))
+    dev = device_key("cpu", torch.get_num_threads())
+    damaged = {"setting": "bf16"}
+    task = EvalTask(trial_number=1, space_name=space.name, space_settings=space.settings(),
+                    genome=space.genome_to_dict(genome),
+                    budget={"epochs": 1, "width": 4, "batch_size": 8, "max_steps": None,
+                            "precision": "auto", "channels_last": "auto"},
+                    data=config.data.task_dict(), model_seed=0,
+                    extra={"speed": {dev: damaged, STUDY_DEFAULT: {dev: damaged}}})
+    result = evaluate_task(task)
+    assert result["status"] == "ok", result.get("error")
+    assert result["speed"]["for_default"] and result["speed"]["source"] == "measured"

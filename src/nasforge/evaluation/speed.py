@@ -134,7 +134,7 @@ class SpeedChoice:
             values = dict(data)
             values["setting"] = SpeedSetting(**values["setting"])
             return cls(**values)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed stored speed choice: {exc}") from None
 
 

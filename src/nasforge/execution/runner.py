@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
-from nasforge.evaluation.speed import DEFAULT_NETWORK, speed_key
+from nasforge.errors import NasforgeError
+from nasforge.evaluation.speed import DEFAULT_NETWORK, SpeedChoice, speed_key
 from nasforge.execution.executors import shutdown_now
 from nasforge.execution.faults import fault_point
 from nasforge.execution.kinds import TaskRequest, get_kind, seed_part
@@ -47,6 +48,17 @@ __all__ = ["EvaluateFn", "Reporter", "RunSummary", "Runner", "busy_fraction", "g
            "model_seed", "seed_part", "speed_note", "study_logger", "worker_slots"]
 
 EvaluateFn = Callable[[EvalTask], EvalResult]
+
+
+def _readable_choice(stored: Any) -> bool:
+    """Whether a stored speed choice parses (a damaged one is replaced, not kept)."""
+    if not isinstance(stored, dict):
+        return False
+    try:
+        SpeedChoice.from_dict(stored)
+    except NasforgeError:
+        return False
+    return True
 
 
 @dataclass
@@ -231,7 +243,7 @@ class Runner:
                                       result.speed_device, speed)
         if speed.get("for_default"):
             key = speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size)
-            if result.speed_device not in self.storage.speed_choices(key):
+            if not _readable_choice(self.storage.speed_choices(key).get(result.speed_device)):
                 self.storage.put_speed_choice(key, result.speed_device, speed)
 
     def _observation(self, record: TrialRecord, genome: Any) -> Observation:

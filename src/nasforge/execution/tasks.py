@@ -104,9 +104,12 @@ def _stored_speed(task: EvalTask, device: str) -> Any:
     from nasforge.evaluation.speed import SpeedChoice
 
     stored = (task.extra.get("speed") or {}).get(_speed_device(device))
-    if stored is None:
+    if not isinstance(stored, dict):
         return None
-    choice = SpeedChoice.from_dict(stored)
+    try:
+        choice = SpeedChoice.from_dict(stored)
+    except NasforgeError:  # a damaged record: measure again rather than fail the trial
+        return None
     choice.source, choice.measured, choice.overhead_seconds = "stored", False, 0.0
     return choice
 
@@ -118,12 +121,15 @@ def _default_speed(task: EvalTask, device: str) -> tuple[Any, bool]:
     from nasforge.evaluation.speed import SpeedChoice
 
     defaults = (task.extra.get("speed") or {}).get(STUDY_DEFAULT)
-    if defaults is None:
+    if not isinstance(defaults, dict):
         return None, False
     stored = defaults.get(_speed_device(device))
-    if stored is None:
+    if not isinstance(stored, dict):
         return None, True
-    return SpeedChoice.from_dict(stored), False
+    try:
+        return SpeedChoice.from_dict(stored), False
+    except NasforgeError:  # a damaged record: learn a new one (the runner replaces it)
+        return None, True
 
 
 def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any = None) -> dict[str, Any]:
