@@ -108,6 +108,9 @@ class FinalConfig:
     #: final runs trained at once (None: ``run.workers``); on a 2-core CPU, 3 seeds train
     #: sooner one after another on both cores (``workers: 1``) than 2 + 1 on one core each
     workers: int | None = None
+    #: with a cap, narrow the final networks first (same genome, width down to this, a
+    #: multiple of 4) and cut epochs only below it; None: a cap cuts epochs only
+    min_width: int | None = None
 
 
 CONFIG_KINDS: tuple[str, ...] = ("search", "final-training")
@@ -389,7 +392,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     if top.get("final") is not None:
         f = _check_keys("final", top["final"],
                         {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick",
-                         "workers"},
+                         "workers", "min_width"},
                         source)
         if f.get("pick", "best") not in ("best", "front"):
             raise ConfigError(f"{source}: 'final.pick' must be best or front, got {f['pick']!r}")
@@ -402,11 +405,16 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             pick=f.get("pick", "best"),
             workers=(None if f.get("workers") is None
                      else _typed("final", "workers", f.get("workers"), "int", source)),
+            min_width=(None if f.get("min_width") is None
+                       else _typed("final", "min_width", f.get("min_width"), "int", source)),
         )
         if final.top < 1 or final.seeds < 1:
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
         if final.workers is not None and final.workers < 1:
             raise ConfigError(f"{source}: 'final.workers' must be >= 1, got {final.workers}")
+        if final.min_width is not None and not 1 <= final.min_width <= final.budget.width:
+            raise ConfigError(f"{source}: 'final.min_width' must be between 1 and the final "
+                              f"width ({final.budget.width}), got {final.min_width}")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.evaluation.prefilter_spec import parse_prefilter

@@ -36,6 +36,7 @@ class FinalResult:
     test_accs: list[float]
     failures: list[str]
     interrupted: list[int] = field(default_factory=list)  # seeds cut by Ctrl-C
+    width: int | None = None  # the width trained (a cap with final.min_width may narrow it)
 
     @property
     def mean(self) -> float | None:
@@ -74,6 +75,7 @@ def train_final(
     *,
     workers: int = 1,
     max_seconds: float | None = None,
+    min_width: int | None = None,
     seconds_left: float | None = None,
     nproc: int = 1,
     grace_period: float = 30.0,
@@ -87,7 +89,7 @@ def train_final(
 
     Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
     per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
-    estimate by cutting epochs; when the estimate does not fit in ``seconds_left`` (what is
+    estimate by cutting epochs (with ``min_width``, width first); when the estimate does not fit in ``seconds_left`` (what is
     left of a time limit) nothing is trained and None is returned (left for ``--resume``).
 
     ``nproc`` > 1 trains each run data-parallel over that many processes (GPUs); rank 0 then
@@ -110,7 +112,7 @@ def train_final(
         return None
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
-                          max_seconds=max_seconds, reporter=reporter)
+                          max_seconds=max_seconds, reporter=reporter, min_width=min_width)
         for line in describe_plan(plan):
             reporter.message(line)
         if not plan.fits(seconds_left):
@@ -128,7 +130,8 @@ def train_final(
                 run = stored[(gkey, seed_index)]
                 item = results.setdefault(gkey, FinalResult(
                     trial_number, space.genome_to_dict(genome),
-                    space.describe(genome, budget.width), run.params, [], []))
+                    space.describe(genome, budget.width), run.params, [], [],
+                    width=budget.width))
                 item.test_accs.append(float(run.test_acc))  # type: ignore[arg-type]
                 reporter.message(f"final: {_final_label(trial_number)} seed {seed_index}: test acc "
                                  f"{run.test_acc:.4f} (stored, not retrained)")
@@ -197,7 +200,7 @@ def _record_interrupted(entry: tuple[int | None, Any, str, int], storage: StudyS
     trial_number, genome, gkey, seed_index = entry
     item = results.setdefault(gkey, FinalResult(
         trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
-        None, [], []))
+        None, [], [], width=budget.width))
     item.interrupted.append(seed_index)
     storage.add_final_run(
         trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),
@@ -260,7 +263,7 @@ def _record_final(future: Any, entry: tuple[int | None, Any, str, int], storage:
         res = EvalResult.failure(f"final run lost: {type(exc).__name__}: {exc}")
     item = results.setdefault(gkey, FinalResult(
         trial_number, space.genome_to_dict(genome), space.describe(genome, budget.width),
-        res.params, [], [],
+        res.params, [], [], width=budget.width,
     ))
     storage.add_final_run(
         trial_number=trial_number, genome_key=gkey, genome=space.genome_to_dict(genome),

@@ -16,10 +16,13 @@ runs still to train take on ``workers`` at once, each run to the worker free fir
 (:func:`makespan`).
 
 Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
-the cap, the cap cuts **epochs** (never width: the network stays the one the search chose and
-every epoch count keeps its own full learning-rate schedule), down to at least one epoch. The
-decided epoch count is stored in the study (``meta`` key ``final_plan:<budget key>``), so a
-``--resume`` trains, and finds stored, exactly the same runs.
+the cap, the cap cuts **epochs** (every epoch count keeps its own full learning-rate schedule),
+down to at least one epoch. With ``final.min_width`` set, it first cuts **width** instead: the
+same genome, narrower (a multiple of ``WIDTH_STEP``, not below ``min_width``), guessed from
+cost ~ width^2 and probed, at most ``MAX_WIDTH_PROBES`` widths; epochs are cut only if the
+narrowest still does not fit. The decided epochs and width are stored in the study (``meta``
+key ``final_plan:<budget key>``), so a ``--resume`` trains, and finds stored, exactly the same
+runs.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ EVAL_FRACTION = 0.4
 optimizer; measured 0.3-0.45 on the quick preset's networks here)."""
 
 _EVAL_BATCH = 1024
+WIDTH_STEP = 4
+"""A width cut keeps widths a multiple of this (channel counts the kernels handle well)."""
+MAX_WIDTH_PROBES = 3
+"""At most this many narrower widths are probed before the cap cuts epochs instead."""
 
 
 @dataclass
@@ -107,19 +114,75 @@ def plan_final(
     *,
     max_seconds: float | None = None,
     reporter: Any = None,
+    min_width: int | None = None,
 ) -> FinalPlan:
     """Probe every genome still to train and plan the final step (see the module docstring).
 
     ``todo`` lists (genome key, genome) per run still to train (a genome twice for two seeds).
-    ``max_seconds`` caps the step's estimate by cutting epochs. A plan stored earlier for the
-    same budget is reused (so a resume trains the same runs). Raises nothing for a failed probe: that genome is estimated at 0 seconds
-    and its run reports the failure itself.
+    ``max_seconds`` caps the step's estimate: with ``min_width`` below the budget's width the
+    cap first narrows the networks (multiples of ``WIDTH_STEP``, not below ``min_width``; each
+    width probed), then cuts epochs. A plan stored earlier for the same budget is reused (so a
+    resume trains the same runs). Raises nothing for a failed probe: that genome is estimated
+    at 0 seconds and its run reports the failure itself.
     """
     stored_plan = storage.meta_value(_plan_key(budget))
-    planned = budget.replace(epochs=int(stored_plan["epochs"])) if stored_plan else budget
+    planned = budget
+    if stored_plan:
+        planned = budget.replace(epochs=int(stored_plan["epochs"]),
+                                 width=int(stored_plan.get("width", budget.width)))
     if not todo:
         return FinalPlan(planned, 0.0, {}, {}, 0.0)
     started = time.time()
+    probes = _probe(storage, space, todo, planned, data, executor, reporter)
+
+    def total(cut: Budget, measured: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:
+        passes = sum(cut.validates_after(e) for e in range(1, cut.epochs + 1))
+        per_run = {k: run_seconds(p, cut.epochs, cut.batch_size, passes)
+                   for k, p in measured.items()}
+        return makespan([per_run.get(gkey, 0.0) for gkey, _ in todo], workers), per_run
+
+    seconds, per_run = total(planned, probes)
+    notes = []
+    capped = stored_plan is None and max_seconds is not None and seconds > max_seconds
+    if capped and min_width is not None and min_width < planned.width:
+        first = seconds
+        width, tries = planned.width, 0
+        while seconds > max_seconds and width > min_width and tries < MAX_WIDTH_PROBES:
+            # convolutions dominate: cost ~ width^2; guess, then probe the guess
+            guess = int(width * math.sqrt(max_seconds / seconds)) // WIDTH_STEP * WIDTH_STEP
+            width = max(min_width, min(guess, width - WIDTH_STEP))
+            narrower = planned.replace(width=width)
+            measured = _probe(storage, space, todo, narrower, data, executor, reporter)
+            if not measured:
+                break
+            planned, probes, tries = narrower, measured, tries + 1
+            seconds, per_run = total(planned, probes)
+        if planned.width != budget.width:
+            notes.append(f"estimated {first:.0f}s for {planned.epochs} epochs at width "
+                         f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
+                         f"{planned.width} instead ({seconds:.0f}s)")
+    if capped and seconds > max_seconds and planned.epochs > 1:
+        epochs = planned.epochs
+        while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
+            epochs -= 1
+        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
+                     f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
+                     f"learning-rate schedule spans {epochs})")
+        planned = planned.replace(epochs=epochs)
+        seconds, per_run = total(planned, probes)
+    note = "; ".join(notes) or None
+    probe_seconds = time.time() - started
+    if stored_plan is None and (max_seconds is not None or note is not None):
+        storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs,
+                                                   "width": planned.width, "seconds": seconds})
+    speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
+    return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def _probe(storage: StudyStorage, space: Any, todo: list[tuple[str, Any]], planned: Budget,
+           data: dict[str, Any], executor: Executor, reporter: Any) -> dict[str, dict[str, Any]]:
+    """One probe per distinct genome of ``todo`` under ``planned``, on ``executor``: the
+    probe figures by genome key (a failed probe is left out and reported)."""
     probes: dict[str, dict[str, Any]] = {}
     futures = {}
     for gkey, genome in todo:
@@ -147,32 +210,7 @@ def plan_final(
                                          result.speed_device, speed)
         elif reporter is not None:
             reporter.message(f"final: could not estimate the cost ({result.error})")
-    probe_seconds = time.time() - started
-
-    def total(epochs: int) -> tuple[float, dict[str, float]]:
-        cut = planned.replace(epochs=epochs)
-        passes = sum(cut.validates_after(e) for e in range(1, epochs + 1))
-        per_run = {k: run_seconds(p, epochs, planned.batch_size, passes)
-                   for k, p in probes.items()}
-        return makespan([per_run.get(gkey, 0.0) for gkey, _ in todo], workers), per_run
-
-    seconds, per_run = total(planned.epochs)
-    note = None
-    if stored_plan is None and max_seconds is not None and seconds > max_seconds \
-            and planned.epochs > 1:
-        cap = max_seconds
-        epochs = planned.epochs
-        while epochs > 1 and total(epochs)[0] > cap:
-            epochs -= 1
-        note = (f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
-                f"{cap:.0f}s: training {epochs} epoch(s) instead (the learning-rate schedule "
-                f"spans {epochs})")
-        planned = planned.replace(epochs=epochs)
-        seconds, per_run = total(epochs)
-    if stored_plan is None and (max_seconds is not None or note is not None):
-        storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs, "seconds": seconds})
-    speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
-    return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+    return probes
 
 
 def speed_extra(storage: StudyStorage, gkey: str, budget: Budget) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""A final step's cap that narrows the network (``final.min_width``) before it cuts epochs:
+probes at each width tried, the widest that fits, the plan stored for a resume."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import Executor, Future
+
+import pytest
+
+from nasforge.config import config_from_dict
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+from nasforge.execution.final_plan import WIDTH_STEP, plan_final
+from nasforge.execution.results import EvalResult
+from nasforge.spaces import get_space
+from nasforge.storage import StudyStorage
+from tests.conftest import tiny_config_dict
+
+
+class WidthCostExecutor(Executor):
+    """Answers probes at once: a step costs ``k * width**2`` seconds (convolutions), 100 steps
+    an epoch; records the widths probed."""
+
+    def __init__(self, k: float = 1e-4) -> None:
+        self.k, self.widths = k, []
+
+    def submit(self, fn, task, *args, **kwargs):  # noqa: ANN001 - Executor's signature
+        width = int(task.budget["width"])
+        self.widths.append(width)
+        future: Future = Future()
+        future.set_result(EvalResult(
+            status="ok", speed={"setting": {"precision": "fp32", "channels_last": True,
+                                            "threads": None}, "measured": False},
+            speed_device="cpu/test", metrics={
+                "step_seconds": self.k * width ** 2, "steps_per_epoch": 100,
+                "eval_images": 0, "eval_seconds": 0.0, "probe_seconds": 0.0,
+                "pipeline_seconds": 0.0}))
+        return future
+
+
+@pytest.fixture
+def study(tmp_path):
+    storage = StudyStorage.create(tmp_path / "w.db", name="w", config={}, identity={},
+                                  identity_hash="x", provenance={})
+    space = get_space("global", max_nodes=3)
+    genome = space.sample(random.Random(0))
+    yield storage, space, [("g", genome)]
+    storage.close()
+
+
+def _seconds(width: int, epochs: int, k: float = 1e-4) -> float:
+    return epochs * 100 * k * width ** 2
+
+
+def test_the_cap_narrows_the_network_to_the_widest_that_fits(study) -> None:
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=48, batch_size=128)
+    executor = WidthCostExecutor()
+    cap = 0.62 * _seconds(48, 12)  # 48 does not fit; 36 does (0.5625), 40 does not (0.69)
+    plan = plan_final(storage, space, todo, budget, {}, executor, 1, max_seconds=cap,
+                      min_width=16)
+    assert plan.budget.epochs == 12
+    assert plan.budget.width % WIDTH_STEP == 0 and 16 <= plan.budget.width < 48
+    assert plan.seconds <= cap
+    assert _seconds(plan.budget.width + WIDTH_STEP, 12) > cap  # the widest that fits
+    assert executor.widths[0] == 48 and executor.widths[-1] == plan.budget.width
+    assert "width 36 instead" in plan.note and "epoch(s) instead" not in plan.note
+    # a resume finds the stored plan: same width and epochs, no cap needed
+    again = plan_final(storage, space, [], budget, {}, executor, 1)
+    assert (again.budget.width, again.budget.epochs) == (plan.budget.width, 12)
+
+
+def test_below_min_width_the_cap_cuts_epochs(study) -> None:
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=48, batch_size=128)
+    cap = 0.25 * _seconds(48, 12)  # even width 32 (0.44) does not fit 12 epochs
+    plan = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                      max_seconds=cap, min_width=32)
+    assert plan.budget.width == 32
+    assert plan.budget.epochs == int(cap // _seconds(32, 1))
+    assert "width 32 instead" in plan.note and "epoch(s) instead" in plan.note
+
+
+def test_without_min_width_the_cap_cuts_epochs_only(study) -> None:
+    storage, space, todo = study
+    executor = WidthCostExecutor()
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, executor, 1,
+                      max_seconds=0.5 * _seconds(48, 12))
+    assert plan.budget.width == 48 and plan.budget.epochs == 6
+    assert executor.widths == [48]
+
+
+def test_min_width_is_checked_against_the_final_width() -> None:
+    raw = tiny_config_dict(final={"top": 1, "min_width": 64, "budget": {"width": 48}})
+    with pytest.raises(ConfigError, match="min_width"):
+        config_from_dict(raw, "bad")
+    ok = tiny_config_dict(final={"top": 1, "min_width": 32, "budget": {"width": 48}})
+    assert config_from_dict(ok, "ok").final.min_width == 32
