@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 
 from nasforge.storage.sqlite import TrialRecord, artifacts_dir
 
-__all__ = ["Reporter", "RunSummary", "busy_fraction", "speed_note", "study_logger",
-           "worker_slots"]
+__all__ = ["Reporter", "RunSummary", "TimeBounds", "busy_fraction", "clock", "speed_note",
+           "study_logger", "worker_slots"]
 
 
 @dataclass
@@ -34,33 +35,122 @@ class RunSummary:
     requeued: int = 0
 
 
+def clock(seconds: float) -> str:
+    """A duration (seconds, rounded to whole ones) as progress lines show it: ``45s``,
+    ``15m02s``, ``1h05m00s``; a negative one is ``0s``."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _limit_text(seconds: float) -> str:
+    """A configured limit (seconds) without its zero tail: ``20m``, ``1h``, ``1h30m``, ``90s``
+    is ``1m30s``."""
+    text = clock(seconds)
+    while len(text) > 3 and text[-3:] in ("00s", "00m"):
+        text = text[:-3]
+    return text
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """The time limits of one run of a search, for its progress lines.
+
+    Attributes:
+        search_seconds: ``run.search_seconds`` (seconds): the search's own budget, counted over
+            every run of the study; None: none.
+        spent_before: seconds of that budget earlier runs of the study spent (the study's
+            ``search_seconds_spent``).
+        time_limit: ``run.time_limit`` (seconds) of this run, counted from its start; None: none.
+        start: when this run started (``time.time()``); a line given no elapsed time counts
+            from it.
+    """
+
+    search_seconds: float | None = None
+    spent_before: float = 0.0
+    time_limit: float | None = None
+    start: float | None = None
+
+    def binding(self, elapsed: float) -> tuple[float, float, str] | None:
+        """``(used, limit, label)`` in seconds of the time bound that ends first after
+        ``elapsed`` seconds of this run: the search budget (label ``""``, used over all runs)
+        or, where it leaves less time, the time limit (label ``" limit"``); None without a
+        search budget (a time limit alone leaves the count against ``max_evals`` shown)."""
+        if self.search_seconds is None:
+            return None
+        used = self.spent_before + elapsed
+        if self.time_limit is not None and (self.time_limit - elapsed
+                                            < self.search_seconds - used):
+            return elapsed, self.time_limit, " limit"
+        return used, self.search_seconds, ""
+
+
 class Reporter:
-    """Progress output: one updating line on a terminal, plain lines otherwise."""
+    """Progress output: one updating line on a terminal, plain lines otherwise.
+
+    Each line starts with what bounds the search: ``[573/2000]`` (finished trials of
+    ``run.max_evals``), or with a search time budget (``bounds``, set by the runner)
+    ``[573 | 15m02s of 20m]`` (seconds searched over all runs of the study, of
+    ``run.search_seconds``), or ``[573 | 9m58s of 10m limit]`` where ``run.time_limit`` ends
+    this run first.
+    """
 
     def __init__(self, stream: Any = None, enabled: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = ""
+        self.bounds = TimeBounds()
+
+    def _elapsed(self, elapsed: float | None) -> float:
+        if elapsed is not None:
+            return elapsed
+        return 0.0 if self.bounds.start is None else time.time() - self.bounds.start
+
+    def prefix(self, done: int, total: int, elapsed: float | None = None) -> str:
+        """``[done/total]``, or ``[done | used of limit]`` under a search time budget
+        (``elapsed``: seconds of this run; default: since ``bounds.start``)."""
+        bound = self.bounds.binding(self._elapsed(elapsed))
+        if bound is None:
+            return f"[{done}/{total}]"
+        used, limit, label = bound
+        return f"[{done} | {clock(used)} of {_limit_text(limit)}{label}]"
+
+    def eta(self, done: int, total: int, elapsed: float) -> str:
+        """Time left: of the binding time bound under a search budget, else extrapolated from
+        the time per finished trial to ``total`` (no more than ``run.time_limit`` leaves)."""
+        bound = self.bounds.binding(elapsed)
+        if bound is not None:
+            return clock(bound[1] - bound[0])
+        if not done:
+            return "?"
+        left = elapsed / done * (total - done)
+        if self.bounds.time_limit is not None:
+            left = max(0.0, min(left, self.bounds.time_limit - elapsed))
+        return f"{left:.0f}s"
 
     def status(self, done: int, total: int, running: int, failed: int, best: float | None,
                elapsed: float) -> None:
         """The running tally."""
         if not self.enabled:
             return
-        eta = f"{elapsed / done * (total - done):.0f}s" if done else "?"
         best_text = f"{best:.4f}" if best is not None else "-"
         line = (
-            f"[{done}/{total}] running {running}  failed {failed}  best val acc {best_text}  "
-            f"elapsed {elapsed:.0f}s  eta {eta}"
+            f"{self.prefix(done, total, elapsed)} running {running}  failed {failed}  best val "
+            f"acc {best_text}  elapsed {elapsed:.0f}s  eta {self.eta(done, total, elapsed)}"
         )
         if self.live and line != self._last:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
         self._last = line
 
-    def trial(self, record: TrialRecord, text: str, done: int, total: int) -> None:
-        """One finished trial."""
+    def trial(self, record: TrialRecord, text: str, done: int, total: int,
+              elapsed: float | None = None) -> None:
+        """One finished trial (``elapsed``: seconds of this run; default: since
+        ``bounds.start``)."""
         if not self.enabled:
             return
         if record.status == "ok":
@@ -70,8 +160,8 @@ class Reporter:
                    f"{record.val_acc:.4f}  {text}")
         else:
             msg = f"trial {record.number} FAILED: {record.error}"
-        prefix = "\r\033[K" if self.live else ""
-        self.stream.write(f"{prefix}[{done}/{total}] {msg}\n")
+        clear = "\r\033[K" if self.live else ""
+        self.stream.write(f"{clear}{self.prefix(done, total, elapsed)} {msg}\n")
         self.stream.flush()
 
     def message(self, text: str) -> None:

@@ -27,6 +27,7 @@ from nasforge.execution.policies import LEAVE, RETRY, RetryPolicy, ReusePolicy, 
 from nasforge.execution.reporting import (
     Reporter,
     RunSummary,
+    TimeBounds,
     busy_fraction,
     speed_note,
     study_logger,
@@ -442,6 +443,8 @@ class Runner:
             consecutive_reuse = 0
             stop_reason = ""
             spent_before = float(self.storage.meta_value(SEARCH_SECONDS_KEY) or 0.0)
+            self.reporter.bounds = TimeBounds(run_cfg.search_seconds, spent_before,
+                                              run_cfg.time_limit, start)  # the lines' prefix
             spent_written = -SPENT_WRITE_SECONDS
             while True:
                 spent = spent_before + time.time() - start
