@@ -109,7 +109,7 @@ class FinalConfig:
     #: sooner one after another on both cores (``workers: 1``) than 2 + 1 on one core each
     workers: int | None = None
     #: with a cap, narrow the final networks first (same genome, width down to this, a
-    #: multiple of 4) and cut epochs only below it; None: a cap cuts epochs only
+    #: multiple of 8) and cut epochs only below it; None: a cap cuts epochs only
     min_width: int | None = None
 
 
