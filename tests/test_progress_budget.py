@@ -4,10 +4,8 @@ tally's eta is the time left of it."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,12 +15,11 @@ from conftest import tiny_config_dict
 from nasforge.api import Search
 from nasforge.config import config_from_dict
 from nasforge.execution.reporting import Reporter, TimeBounds, clock
-from nasforge.execution.results import EvalResult
 from nasforge.execution.runner import SEARCH_SECONDS_KEY, Runner
 from nasforge.storage import StudyStorage
 from nasforge.storage.sqlite import TrialRecord
+from test_search_seconds import TRIAL_SECONDS, _slow_score
 
-TRIAL_SECONDS = 0.3
 CLEAR = "\r\033[K"
 
 
@@ -103,15 +100,6 @@ def test_the_time_limit_is_shown_where_it_ends_the_run_first() -> None:
     reporter.bounds = TimeBounds(search_seconds=5400.0, time_limit=7200.0)
     reporter.status(12, 2000, 2, 0, None, 100.0)
     assert _lines(stream)[-1].startswith("[12 | 1m40s of 1h30m] running 2")
-
-
-def _slow_score(task: Any, **_: Any) -> EvalResult:
-    """A made-up fitness after TRIAL_SECONDS of sleep (no training)."""
-    time.sleep(TRIAL_SECONDS)
-    now = time.time()
-    digest = hashlib.sha256(repr(task.genome).encode()).hexdigest()
-    return EvalResult(status="ok", val_acc=int(digest[:8], 16) / 2**32, params=1, flops=1,
-                      started_at=now - TRIAL_SECONDS, finished_at=now)
 
 
 def _search(db: Any, budget_seconds: float) -> list[str]:
