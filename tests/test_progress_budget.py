@@ -18,7 +18,7 @@ from nasforge.execution.reporting import Reporter, TimeBounds, clock
 from nasforge.execution.runner import SEARCH_SECONDS_KEY, Runner
 from nasforge.storage import StudyStorage
 from nasforge.storage.sqlite import TrialRecord
-from test_search_seconds import TRIAL_SECONDS, _slow_score
+from test_search_seconds import _slow_score
 
 CLEAR = "\r\033[K"
 
