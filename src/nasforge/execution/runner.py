@@ -17,8 +17,6 @@ from typing import Any, Callable
 
 from nasforge.config import SearchConfig
 from nasforge.evaluation.budget import Budget
-from nasforge.errors import NasforgeError
-from nasforge.evaluation.speed import DEFAULT_NETWORK, SpeedChoice, speed_key
 from nasforge.execution.executors import shutdown_now
 from nasforge.execution.faults import fault_point
 from nasforge.execution.kinds import TaskRequest, get_kind, seed_part
@@ -35,7 +33,8 @@ from nasforge.execution.reporting import (
 )
 from nasforge.execution.results import EvalResult
 from nasforge.execution.stops import hard_stop
-from nasforge.execution.tasks import STUDY_DEFAULT, EvalTask, evaluate_task, model_seed
+from nasforge.execution.speed_store import speed_choices_for, store_speed
+from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
 from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
 from nasforge.strategies.base import Observation, Strategy
@@ -49,17 +48,6 @@ __all__ = ["EvaluateFn", "Reporter", "RunSummary", "Runner", "busy_fraction", "g
            "model_seed", "seed_part", "speed_note", "study_logger", "worker_slots"]
 
 EvaluateFn = Callable[[EvalTask], EvalResult]
-
-
-def _readable_choice(stored: Any) -> bool:
-    """Whether a stored speed choice parses (a damaged one is replaced, not kept)."""
-    if not isinstance(stored, dict):
-        return False
-    try:
-        SpeedChoice.from_dict(stored)
-    except NasforgeError:
-        return False
-    return True
 
 
 @dataclass
@@ -205,8 +193,8 @@ class Runner:
             parent_state_path=(str(self.weights.state_path(parent)) if parent is not None
                                else None),
             live_dir=self.live_dir, watch=self.pruner is not None, latency=self.latency,
-            speed=self._speed_choices(gkey, budget), nproc=self.config.run.devices_per_trial,
-            settings=self.kind_settings)
+            speed=speed_choices_for(self.storage, gkey, budget),
+            nproc=self.config.run.devices_per_trial, settings=self.kind_settings)
         task = task_kind.make_task(request)
         if self.config.run.devices_per_trial > 1 and task_kind.parallel:
             from nasforge.execution.data_parallel import as_data_parallel
@@ -220,32 +208,6 @@ class Runner:
             future = self.executor.submit(self.evaluate, task)
         self.inflight[future] = _Flight(number, genome, gkey, budget, attempt, time.time(),
                                         parent=parent, kind=kind, work=work)
-
-    def _speed_choices(self, gkey: str, budget: Budget) -> dict[str, Any] | None:
-        """The study's stored speed choices for this network (``auto`` budgets only), so a
-        rerun or ``--resume`` trains under the same options without measuring again, and,
-        under ``STUDY_DEFAULT``, the study's defaults for short trainings (empty: the first
-        short training measures one; ``nasforge.evaluation.speed``)."""
-        if not budget.speed_auto:
-            return None
-        choices = self.storage.speed_choices(speed_key(gkey, budget.width, budget.batch_size))
-        choices[STUDY_DEFAULT] = self.storage.speed_choices(
-            speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size))
-        return choices
-
-    def _store_speed(self, gkey: str, budget: Budget, result: EvalResult) -> None:
-        """Keep a choice the evaluation measured (the runner alone writes the study); one
-        measured to be the study's default for short trainings is kept as that too, unless
-        another trial's already is (the first stored stays)."""
-        speed = result.speed
-        if not (budget.speed_auto and speed and speed.get("measured") and result.speed_device):
-            return
-        self.storage.put_speed_choice(speed_key(gkey, budget.width, budget.batch_size),
-                                      result.speed_device, speed)
-        if speed.get("for_default"):
-            key = speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size)
-            if not _readable_choice(self.storage.speed_choices(key).get(result.speed_device)):
-                self.storage.put_speed_choice(key, result.speed_device, speed)
 
     def _observation(self, record: TrialRecord, genome: Any) -> Observation:
         """What a strategy is told: the fitness is the first objective's value (signed so that
@@ -372,7 +334,7 @@ class Runner:
             flight.genome = self.space.genome_from_dict(result.genome)
             found = self.space.genome_to_dict(flight.genome)
             flight.genome_key = genome_key(self.space, flight.genome)
-        self._store_speed(flight.genome_key, flight.budget, result)
+        store_speed(self.storage, flight.genome_key, flight.budget, result)
         metrics = dict(result.metrics or {})
         if flight.parent is not None:  # a continued trial names the trial it went on from
             metrics.update(parent=flight.parent, kind="continue")
