@@ -353,14 +353,16 @@ def test_dask_slots_follow_an_existing_clusters_workers(monkeypatch) -> None:
 
     client = FakeClient()
     clock = [100.0]
-    monkeypatch.setattr(executors.time, "monotonic", lambda: clock[0])
-    existing = executors._DaskExecutor(client, None, workers=1)
+    from nasforge.execution import dask_executor
+
+    monkeypatch.setattr(dask_executor.time, "monotonic", lambda: clock[0])
+    existing = dask_executor._DaskExecutor(client, None, workers=1)
     assert existing.nasforge_workers == 2  # the cluster's workers, not run.workers
     client.workers["tcp://b:1"] = {"nthreads": 2}  # a worker with two threads joins
     assert existing.nasforge_workers == 2  # asked again only after 5 s
     clock[0] += 6
     assert existing.nasforge_workers == 4
-    own = executors._DaskExecutor(client, object(), workers=3)  # a LocalCluster we started
+    own = dask_executor._DaskExecutor(client, object(), workers=3)  # a LocalCluster we started
     assert own.nasforge_workers == 3
 
 
