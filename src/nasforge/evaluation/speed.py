@@ -137,6 +137,17 @@ class SpeedChoice:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed stored speed choice: {exc}") from None
 
+    @classmethod
+    def parse_stored(cls, stored: Any) -> "SpeedChoice | None":
+        """A stored record as a choice, or None when it is absent or damaged (the caller then
+        measures again rather than failing a trial)."""
+        if not isinstance(stored, dict):
+            return None
+        try:
+            return cls.from_dict(stored)
+        except ConfigError:
+            return None
+
 
 # ------------------------------------------------------------------ hardware
 @functools.lru_cache(maxsize=1)

@@ -37,6 +37,7 @@ from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.speed import SpeedChoice, speed_key
 from nasforge.execution.isolation import IsolatedEvaluate
 from nasforge.execution.results import EvalResult
+from nasforge.execution.speed_store import store_speed
 from nasforge.execution.tasks import EvalTask
 from nasforge.storage.sqlite import StudyStorage, budget_key
 
@@ -206,9 +207,7 @@ def _probe(storage: StudyStorage, space: Any, todo: list[tuple[str, Any]], plann
             probe["setup_seconds"] = (probe["probe_seconds"] - SpeedChoice.from_dict(
                 speed).overhead_seconds - float(probe.get("pipeline_seconds", 0.0)))
             probes[gkey] = probe
-            if planned.speed_auto and speed.get("measured"):
-                storage.put_speed_choice(speed_key(gkey, planned.width, planned.batch_size),
-                                         result.speed_device, speed)
+            store_speed(storage, gkey, planned, result)
         elif reporter is not None:
             reporter.message(f"final: could not estimate the cost ({result.error})")
     return probes

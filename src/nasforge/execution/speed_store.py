@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasforge.errors import NasforgeError
 from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.speed import DEFAULT_NETWORK, SpeedChoice, speed_key
 from nasforge.execution.results import EvalResult
@@ -40,16 +39,7 @@ def store_speed(storage: StudyStorage, gkey: str, budget: Budget, result: EvalRe
                              result.speed_device, speed)
     if speed.get("for_default"):
         key = speed_key(DEFAULT_NETWORK, budget.width, budget.batch_size)
-        if not _readable(storage.speed_choices(key).get(result.speed_device)):
+        stored = storage.speed_choices(key).get(result.speed_device)
+        if SpeedChoice.parse_stored(stored) is None:
             storage.put_speed_choice(key, result.speed_device, speed)
 
-
-def _readable(stored: Any) -> bool:
-    """Whether a stored speed choice parses."""
-    if not isinstance(stored, dict):
-        return False
-    try:
-        SpeedChoice.from_dict(stored)
-    except NasforgeError:
-        return False
-    return True

@@ -103,12 +103,8 @@ def _stored_speed(task: EvalTask, device: str) -> Any:
     (``task.extra["speed"]``: device key -> choice dict)."""
     from nasforge.evaluation.speed import SpeedChoice
 
-    stored = (task.extra.get("speed") or {}).get(_speed_device(device))
-    if not isinstance(stored, dict):
-        return None
-    try:
-        choice = SpeedChoice.from_dict(stored)
-    except NasforgeError:  # a damaged record: measure again rather than fail the trial
+    choice = SpeedChoice.parse_stored((task.extra.get("speed") or {}).get(_speed_device(device)))
+    if choice is None:  # none, or a damaged record: measure again
         return None
     choice.source, choice.measured, choice.overhead_seconds = "stored", False, 0.0
     return choice
@@ -123,13 +119,8 @@ def _default_speed(task: EvalTask, device: str) -> tuple[Any, bool]:
     defaults = (task.extra.get("speed") or {}).get(STUDY_DEFAULT)
     if not isinstance(defaults, dict):
         return None, False
-    stored = defaults.get(_speed_device(device))
-    if not isinstance(stored, dict):
-        return None, True
-    try:
-        return SpeedChoice.from_dict(stored), False
-    except NasforgeError:  # a damaged record: learn a new one (the runner replaces it)
-        return None, True
+    choice = SpeedChoice.parse_stored(defaults.get(_speed_device(device)))
+    return choice, choice is None  # none, or damaged: learn one (the runner replaces it)
 
 
 def probe_speed(model: Any, splits: Any, budget: Any, device: str, stored: Any = None) -> dict[str, Any]:
