@@ -111,6 +111,9 @@ class FinalConfig:
     #: with a cap, narrow the final networks first (same genome, width down to this, a
     #: multiple of 8) and cut epochs only below it; None: a cap cuts epochs only
     min_width: int | None = None
+    #: with a cap, an estimate under it grows the epochs up to this (the time the command was
+    #: given is used; see ``execution.final_plan``); None: epochs are never grown
+    max_epochs: int | None = None
 
 
 CONFIG_KINDS: tuple[str, ...] = ("search", "final-training")
@@ -392,7 +395,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     if top.get("final") is not None:
         f = _check_keys("final", top["final"],
                         {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick",
-                         "workers", "min_width"},
+                         "workers", "min_width", "max_epochs"},
                         source)
         if f.get("pick", "best") not in ("best", "front"):
             raise ConfigError(f"{source}: 'final.pick' must be best or front, got {f['pick']!r}")
@@ -407,6 +410,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
                      else _typed("final", "workers", f.get("workers"), "int", source)),
             min_width=(None if f.get("min_width") is None
                        else _typed("final", "min_width", f.get("min_width"), "int", source)),
+            max_epochs=(None if f.get("max_epochs") is None
+                        else _typed("final", "max_epochs", f.get("max_epochs"), "int", source)),
         )
         if final.top < 1 or final.seeds < 1:
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
@@ -415,6 +420,9 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         if final.min_width is not None and not 1 <= final.min_width <= final.budget.width:
             raise ConfigError(f"{source}: 'final.min_width' must be between 1 and the final "
                               f"width ({final.budget.width}), got {final.min_width}")
+        if final.max_epochs is not None and final.max_epochs < final.budget.epochs:
+            raise ConfigError(f"{source}: 'final.max_epochs' must be at least the final "
+                              f"epochs ({final.budget.epochs}), got {final.max_epochs}")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.evaluation.prefilter_spec import parse_prefilter

@@ -76,6 +76,7 @@ def train_final(
     workers: int = 1,
     max_seconds: float | None = None,
     min_width: int | None = None,
+    max_epochs: int | None = None,
     seconds_left: float | None = None,
     nproc: int = 1,
     grace_period: float = 30.0,
@@ -89,7 +90,8 @@ def train_final(
 
     Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
     per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
-    estimate by cutting epochs (with ``min_width``, width first); when the estimate does not fit in ``seconds_left`` (what is
+    estimate by cutting epochs (with ``min_width``, width first), and an estimate under it
+    grows the epochs up to ``max_epochs``; when the estimate does not fit in ``seconds_left`` (what is
     left of a time limit) nothing is trained and None is returned (left for ``--resume``).
 
     ``nproc`` > 1 trains each run data-parallel over that many processes (GPUs); rank 0 then
@@ -112,7 +114,8 @@ def train_final(
         return None
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
-                          max_seconds=max_seconds, reporter=reporter, min_width=min_width)
+                          max_seconds=max_seconds, reporter=reporter, min_width=min_width,
+                          max_epochs=max_epochs)
         for line in describe_plan(plan):
             reporter.message(line)
         if not plan.fits(seconds_left):

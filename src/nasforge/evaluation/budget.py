@@ -66,6 +66,11 @@ class Budget:
     #: way; skipping it saves the passes over the validation split that nothing reads (a search
     #: that ranks by the last epoch, a final step that reports the test accuracy at the end)
     validate_every: int | str | None = None
+    #: label smoothing epsilon of the training loss (Szegedy et al. 2016, "Rethinking the
+    #: Inception Architecture", section 7): targets (1 - eps) on the label plus eps spread
+    #: evenly over all classes; None (or 0) trains on the hard labels. The curve's training
+    #: loss is the smoothed one; validation and test losses use the hard labels
+    label_smoothing: float | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -117,6 +122,11 @@ class Budget:
             raise ConfigError(f"budget.patience must be >= 1, got {self.patience!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"budget.max_steps must be >= 1, got {self.max_steps!r}")
+        smoothing = self.label_smoothing
+        if smoothing is not None and (isinstance(smoothing, bool)
+                                      or not isinstance(smoothing, (int, float))
+                                      or not 0.0 <= float(smoothing) < 1.0):
+            raise ConfigError(f"budget.label_smoothing must be in [0, 1), got {smoothing!r}")
         every = self.validate_every
         if every is not None and every != "last" and (
                 not isinstance(every, int) or isinstance(every, bool) or every < 1):
@@ -149,12 +159,12 @@ class Budget:
         return AUTO in (self.precision, self.channels_last, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form. ``threads``, ``schedule_epochs`` and ``validate_every`` are left
-        out while None, so
+        """Plain JSON-ready form. ``threads``, ``schedule_epochs``, ``validate_every`` and
+        ``label_smoothing`` are left out while None, so
         budgets written before they existed keep their stored keys (``budget_key``) and studies
         resume unchanged."""
         data = dataclasses.asdict(self)
-        for late in ("threads", "schedule_epochs", "validate_every"):  # added after studies were stored
+        for late in ("threads", "schedule_epochs", "validate_every", "label_smoothing"):  # added after studies were stored
             if data[late] is None:
                 del data[late]
         return data

@@ -169,17 +169,20 @@ def _make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.Optimizer:
     raise ConfigError(f"unknown optimizer {name!r}")
 
 
-def training_loss(model: nn.Module, output: Any, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the logits (computed in float32). A network that returns
+def training_loss(model: nn.Module, output: Any, labels: torch.Tensor,
+                  smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the logits (computed in float32), with ``smoothing`` the label
+    smoothing epsilon (``Budget.label_smoothing``). A network that returns
     ``(logits, aux_logits)`` in training mode (the DARTS evaluation network with its auxiliary
     head; Szegedy et al. 2015) adds ``model.auxiliary_weight`` (DARTS: 0.4) times the
     auxiliary cross-entropy."""
     if isinstance(output, tuple):
         logits, aux = output
         weight = float(getattr(model, "auxiliary_weight", 0.4))
-        return (nn.functional.cross_entropy(logits.float(), labels)
-                + weight * nn.functional.cross_entropy(aux.float(), labels))
-    return nn.functional.cross_entropy(output.float(), labels)
+        return (nn.functional.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+                + weight * nn.functional.cross_entropy(aux.float(), labels,
+                                                       label_smoothing=smoothing))
+    return nn.functional.cross_entropy(output.float(), labels, label_smoothing=smoothing)
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
@@ -383,6 +386,7 @@ class _Run:
         n = int(train_y.shape[0])
         optimizer = _make_optimizer(model, budget)
         scaler = grad_scaler(dev, budget.precision)
+        smoothing = float(budget.label_smoothing or 0.0)
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         if budget.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -445,7 +449,7 @@ class _Run:
                     xb = xb.contiguous(memory_format=memory_format)
                 with autocast_context(dev, budget.precision):
                     output = forward(xb)
-                loss = training_loss(model, output, train_y[idx])
+                loss = training_loss(model, output, train_y[idx], smoothing)
                 reason = tracker.record(group.mean_loss(loss), epoch)
                 if reason is not None:
                     break

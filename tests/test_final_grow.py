@@ -1,0 +1,63 @@
+"""A final step under its cap grows its epochs up to ``final.max_epochs`` (the time the command
+was given is used), within ``GROW_MARGIN`` of the cap; the grown plan is stored for a resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nasforge.config import config_from_dict
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+from nasforge.execution.final_plan import GROW_MARGIN, plan_final
+from tests.conftest import tiny_config_dict
+from tests.test_final_width_cut import WidthCostExecutor, _seconds, study  # noqa: F401
+
+
+def test_room_under_the_cap_grows_the_epochs(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=32)
+    cap = 2.0 * _seconds(32, 12)
+    plan = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                      max_seconds=cap, max_epochs=40)
+    expected = math.floor(GROW_MARGIN * cap / _seconds(32, 1))  # 22 of the 24 that fit
+    assert plan.budget.epochs == expected and expected < 24
+    assert plan.seconds <= GROW_MARGIN * cap
+    assert plan.budget.width == 32
+    assert f"training {expected} epochs instead" in plan.note
+    again = plan_final(storage, space, [], budget, {}, WidthCostExecutor(), 1)
+    assert again.budget.epochs == expected  # a resume trains the grown plan
+
+
+def test_growth_stops_at_max_epochs(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=32), {},
+                      WidthCostExecutor(), 1, max_seconds=10 * _seconds(32, 12), max_epochs=15)
+    assert plan.budget.epochs == 15
+
+
+def test_without_max_epochs_or_a_cap_nothing_grows(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=32), {},
+                      WidthCostExecutor(), 1, max_seconds=10 * _seconds(32, 12))
+    assert plan.budget.epochs == 12 and plan.note is None
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=24), {},
+                      WidthCostExecutor(), 1, max_epochs=30)
+    assert plan.budget.epochs == 12
+
+
+def test_an_estimate_over_the_cap_is_still_cut(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=32), {},
+                      WidthCostExecutor(), 1, max_seconds=0.5 * _seconds(32, 12),
+                      max_epochs=30)
+    assert plan.budget.epochs == 6 and "6 epoch(s) instead" in plan.note
+
+
+def test_max_epochs_is_checked_against_the_final_epochs() -> None:
+    raw = tiny_config_dict(final={"top": 1, "max_epochs": 3, "budget": {"epochs": 5}})
+    with pytest.raises(ConfigError, match="max_epochs"):
+        config_from_dict(raw, "bad")
+    ok = tiny_config_dict(final={"top": 1, "max_epochs": 30, "budget": {"epochs": 20}})
+    assert config_from_dict(ok, "ok").final.max_epochs == 30
