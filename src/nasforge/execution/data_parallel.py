@@ -27,6 +27,8 @@ One trial trained by N processes (``nasforge train --nproc N``, ``run.devices_pe
   :func:`main`): the rank and world size come from the launcher's environment
   (:data:`RANK_VARS`, :data:`SIZE_VARS`), the meeting point from ``MASTER_ADDR`` and
   ``MASTER_PORT``.
+
+How each rank ended and which failure is the reason: :mod:`nasforge.execution.rank_ends`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import importlib
 import os
 import pickle
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from nasforge.errors import ConfigError
+from nasforge.execution.rank_ends import RankEnd, _failed_value, first_failure
 from nasforge.execution.results import EvalResult
 from nasforge.execution.tasks import EvalTask, worker_name
 
@@ -107,21 +109,6 @@ class RankContext:
     slow_group: Any = None
 
 
-@dataclass
-class RankEnd:
-    """How one rank ended: its exit code (negative: killed by that signal), its return value
-    (None if it wrote none), when it ended (``time.time()``), its output's tail, and whether
-    the launcher killed it."""
-
-    rank: int
-    code: int | None
-    value: Any
-    ended_at: float
-    output: str
-    killed: bool = False
-    poll: int = 0  # the launcher's poll round that saw the end
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -142,19 +129,6 @@ def _load(path: Path) -> Any:
             return pickle.load(fh)
     except (OSError, EOFError, pickle.UnpicklingError):
         return None
-
-
-def _field(value: Any, name: str) -> Any:
-    """``name`` of a rank's return value: an ``EvalResult`` field or a dict key (a ping's
-    result), else None."""
-    if isinstance(value, EvalResult):
-        return getattr(value, name)
-    return value.get(name) if isinstance(value, dict) else None
-
-
-def _failed_value(value: Any) -> bool:
-    status = _field(value, "status")
-    return status not in (None, "ok", "pruned")
 
 
 def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None = None,
@@ -227,50 +201,6 @@ def launch(target: str, args: Sequence[Any], nproc: int, *, threads: int | None 
                                      poll=poll + 1)
         shutil.rmtree(workdir, ignore_errors=True)
     return [ends[r] for r in sorted(ends)]
-
-
-def _why(end: RankEnd, nproc: int, timeout: float) -> str:
-    """A one-line reason for a rank that did not succeed."""
-    who = f"data-parallel rank {end.rank} of {nproc}"
-    error = _field(end.value, "error")
-    if error:
-        text = f"{who}: {error}"
-    elif end.killed:
-        return f"{who} did not end within {timeout:g}s of the others (hung); killed"
-    elif end.code is not None and end.code < 0:
-        return f"{who} killed by {signal.Signals(-end.code).name}"
-    else:
-        last = [line for line in end.output.splitlines() if line.strip()]
-        text = f"{who} exited with code {end.code}" + (f": {last[-1].strip()}" if last else "")
-    if "timed out" in text.lower():
-        text += f" (another rank hung or died: group timeout {timeout:g}s)"
-    return text
-
-
-PEER_LOSS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
-"""Texts with which gloo fails a rank whose peer died: the peer's failure is the cause."""
-
-
-def _lost_peer(end: RankEnd) -> bool:
-    """Whether ``end``'s rank failed only because another rank's connection went away."""
-    error = _field(end.value, "error")
-    text = f"{error or ''}\n{end.output[-3000:]}"
-    return any(marker in text for marker in PEER_LOSS)
-
-
-def first_failure(ends: Sequence[RankEnd], timeout: float) -> str | None:
-    """The reason of the first rank that did not succeed, if any: a rank that lost a peer's
-    connection comes after every other; then by the poll round that saw its end; within one
-    round a non-zero exit before a failed result, then by rank."""
-    bad = [e for e in ends if e.killed or e.code != 0 or _failed_value(e.value)
-           or e.value is None]
-    if not bad:
-        return None
-    alive_at_end = [e for e in bad if not e.killed]
-    # a rank that failed because a peer's connection went away is an effect, whenever it was
-    # seen; in the same poll round, a crashed rank is the cause and a failed result the effect
-    first = min(alive_at_end or bad, key=lambda e: (_lost_peer(e), e.poll, e.code == 0, e.rank))
-    return _why(first, len(ends), timeout)
 
 
 def as_data_parallel(task: EvalTask, nproc: int) -> EvalTask:
