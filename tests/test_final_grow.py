@@ -60,4 +60,6 @@ def test_max_epochs_is_checked_against_the_final_epochs() -> None:
     with pytest.raises(ConfigError, match="max_epochs"):
         config_from_dict(raw, "bad")
     ok = tiny_config_dict(final={"top": 1, "max_epochs": 30, "budget": {"epochs": 20}})
-    assert config_from_dict(ok, "ok").final.max_epochs == 30
+    parsed = config_from_dict(ok, "ok")
+    assert parsed.final.max_epochs == 30
+    assert config_from_dict(parsed.to_dict(), "again").final.max_epochs == 30  # stored, resumed

@@ -96,4 +96,6 @@ def test_min_width_is_checked_against_the_final_width() -> None:
     with pytest.raises(ConfigError, match="min_width"):
         config_from_dict(raw, "bad")
     ok = tiny_config_dict(final={"top": 1, "min_width": 32, "budget": {"width": 48}})
-    assert config_from_dict(ok, "ok").final.min_width == 32
+    parsed = config_from_dict(ok, "ok")
+    assert parsed.final.min_width == 32
+    assert config_from_dict(parsed.to_dict(), "again").final.min_width == 32  # stored, resumed

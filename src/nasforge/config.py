@@ -202,7 +202,7 @@ class SearchConfig:
                 "seeds": self.final.seeds,
                 "budget": self.final.budget.to_dict(),
             }
-            for key in ("max_seconds", "total_seconds", "workers"):
+            for key in ("max_seconds", "total_seconds", "workers", "min_width", "max_epochs"):
                 if getattr(self.final, key) is not None:
                     out["final"][key] = getattr(self.final, key)
             if self.final.pick != "best":
