@@ -227,3 +227,42 @@ def test_export_errors(trained_study: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         export_model(trained_study["study"], tmp_path / "x.onnx", "onnx", opset=13)
     assert issubclass(ExportError, Exception)
+
+
+def test_weights_evaluated_with_flip_tta_export_with_the_averaging(
+        trained_study: dict[str, Any], tmp_path: Path) -> None:
+    """A final run measured with ``tta: flip`` reported flip-averaged accuracy: its TorchScript
+    export computes the same averaged prediction, its state_dict stays the plain network."""
+    from nasforge.evaluation.tta import flip_average
+
+    study, space, genome, splits = (trained_study[k] for k in ("study", "space", "genome", "splits"))
+    set_determinism(3)
+    final_model = space.build(genome, splits.input_shape, splits.num_classes, 6).eval()
+    ckpt = trained_study["root"] / "study_files" / "final" / "g_tta_w6_s0.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(final_model.state_dict(), ckpt)
+    with StudyStorage.open(study) as storage:
+        trial = storage.trial(1)
+        storage.add_final_run(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
+                              budget=Budget(epochs=2, width=6, tta="flip").to_dict(), seed=0,
+                              status="ok", val_acc=None, test_acc=0.72, params=None,
+                              metrics={"test_acc_single_view": 0.70}, checkpoint=str(ckpt))
+    try:
+        res = export_model(study, tmp_path / "net.pt", "torchscript", trial=1)
+        assert res.meta["test_time_augmentation"] == "flip"
+        assert res.meta["output"]["name"] == "log_probs"
+        x = normalize(splits.test_x[:8], splits.mean, splits.std)
+        with torch.no_grad():
+            got = torch.jit.load(str(tmp_path / "net.pt"))(x)
+            assert torch.allclose(got, flip_average(final_model, x), atol=1e-5)
+            assert not torch.allclose(got, final_model(x), atol=1e-3)
+        plain = export_model(study, tmp_path / "net.sd", "state_dict", trial=1)
+        rebuilt, _ = load_state_dict_export(tmp_path / "net.sd")
+        assert "plain network" in plain.meta["output"]["averaged"]
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), final_model(x))
+    finally:
+        import sqlite3
+
+        with sqlite3.connect(study) as conn:  # leave the module's study as it was
+            conn.execute("DELETE FROM final_runs")

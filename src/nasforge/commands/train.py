@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if res.mean is not None:
             print(f"{label}: test acc {res.mean:.4f} ± {res.std:.4f} over {len(res.test_accs)} seed(s) "
                   f"{[round(a, 4) for a in res.test_accs]}, {res.params:,} params at width "
-                  f"{res.width or width}")
+                  f"{res.width or width}{res.tta_note()}")
         else:
             print(f"{label}: failed: {res.failures}")
     if any(r.interrupted for r in results):

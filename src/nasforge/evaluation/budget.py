@@ -71,6 +71,10 @@ class Budget:
     #: evenly over all classes; None (or 0) trains on the hard labels. The curve's training
     #: loss is the smoothed one; validation and test losses use the hard labels
     label_smoothing: float | None = None
+    #: test-time augmentation of validation and test accuracy (``nasforge.evaluation.tta``):
+    #: None or ``"none"`` (one view), ``"flip"`` (probabilities averaged over the image and its
+    #: mirror; a second forward pass, no change to training)
+    tta: str | None = None
 
     def __post_init__(self) -> None:
         self.check()
@@ -127,6 +131,9 @@ class Budget:
                                       or not isinstance(smoothing, (int, float))
                                       or not 0.0 <= float(smoothing) < 1.0):
             raise ConfigError(f"budget.label_smoothing must be in [0, 1), got {smoothing!r}")
+        if self.tta is not None and self.tta not in ("none", "flip"):
+            raise ConfigError(f"unknown test-time augmentation budget.tta {self.tta!r}; "
+                              f"known: none, flip")
         every = self.validate_every
         if every is not None and every != "last" and (
                 not isinstance(every, int) or isinstance(every, bool) or every < 1):
@@ -159,12 +166,12 @@ class Budget:
         return AUTO in (self.precision, self.channels_last, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form. ``threads``, ``schedule_epochs``, ``validate_every`` and
-        ``label_smoothing`` are left out while None, so
+        """Plain JSON-ready form. ``threads``, ``schedule_epochs``, ``validate_every``,
+        ``label_smoothing`` and ``tta`` are left out while None, so
         budgets written before they existed keep their stored keys (``budget_key``) and studies
         resume unchanged."""
         data = dataclasses.asdict(self)
-        for late in ("threads", "schedule_epochs", "validate_every", "label_smoothing"):  # added after studies were stored
+        for late in ("threads", "schedule_epochs", "validate_every", "label_smoothing", "tta"):  # added after studies were stored
             if data[late] is None:
                 del data[late]
         return data

@@ -194,7 +194,7 @@ class RankGroup(SingleProcess):
         if hi > lo:
             acc, loss = evaluate_accuracy(model, x[lo:hi], y[lo:hi], data.mean, data.std,
                                           batch_size=EVAL_BATCH, precision=budget.precision,
-                                          channels_last=budget.channels_last)
+                                          channels_last=budget.channels_last, tta=budget.tta)
             correct, loss_sum = round(acc * (hi - lo)), loss * (hi - lo)
         correct, loss_sum, count = self.total([correct, loss_sum, hi - lo])
         return correct / count, loss_sum / count

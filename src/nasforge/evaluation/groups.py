@@ -91,9 +91,11 @@ class SingleProcess:
     def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: DataSplits,
                  budget: Budget) -> tuple[float, float]:
         """(accuracy, mean cross-entropy) of ``model`` on images ``x`` [N, C, H, W] and labels
-        ``y`` [N], standardised with ``data``'s mean and std, at ``budget``'s precision."""
+        ``y`` [N], standardised with ``data``'s mean and std, at ``budget``'s precision and
+        test-time augmentation (``budget.tta``)."""
         return evaluate_accuracy(model, x, y, data.mean, data.std, batch_size=EVAL_BATCH,
-                                 precision=budget.precision, channels_last=budget.channels_last)
+                                 precision=budget.precision, channels_last=budget.channels_last,
+                                 tta=budget.tta)
 
     def agree(self, ask: Callable[[], bool]) -> bool:
         """The primary's answer to ``ask()`` (asked on the primary only) on every process."""

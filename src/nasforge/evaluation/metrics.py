@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nasforge.evaluation.tta import predict
+
 __all__ = ["count_flops", "count_params", "evaluate_accuracy"]
 
 
@@ -100,8 +102,12 @@ def evaluate_accuracy(
     batch_size: int = 1024,
     precision: str = "fp32",
     channels_last: bool = False,
+    tta: str | None = None,
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy loss) of ``model`` on uint8 images and int64 labels.
+
+    ``tta="flip"`` predicts from the probabilities averaged over each image and its mirror
+    (``nasforge.evaluation.tta``; the loss is then that average's negative log-likelihood).
 
     Runs in eval mode under ``torch.no_grad`` in batches of ``batch_size`` on the model's device
     (the images are moved batch by batch if they live elsewhere); the model's training mode is
@@ -128,7 +134,7 @@ def evaluate_accuracy(
                 if channels_last:
                     xb = xb.contiguous(memory_format=memory_format)
                 with autocast_context(device, precision):
-                    logits = model(xb)
+                    logits = predict(model, xb, tta)
                 logits = logits.float()
                 loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").double()
                 correct += (logits.argmax(dim=1) == yb).sum()

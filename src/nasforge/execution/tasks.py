@@ -232,7 +232,7 @@ def _time_pipeline(model: Any, splits: Any, budget: Any, setting: Any, dev: Any,
         begin = time.perf_counter()
         evaluate_accuracy(clone, splits.val_x[:m].to(dev), splits.val_y[:m].to(dev),
                           splits.mean, splits.std, precision=setting.precision,
-                          channels_last=setting.channels_last)
+                          channels_last=setting.channels_last, tta=budget.tta)
         _sync_device(dev)
         eval_pass = (time.perf_counter() - begin) * int(splits.val_y.shape[0]) / max(1, m)
     return sum(times[1:]) / timed_steps, eval_pass
@@ -300,6 +300,21 @@ def _build(task: EvalTask) -> _Built:
     return _Built(space, genome, budget, splits, model, flops, data_seconds)
 
 
+def _single_view_accuracy(model: Any, built: _Built, speed: dict[str, Any] | None) -> float:
+    """A final run's test accuracy without test-time augmentation (printed beside the
+    augmented one), in the speed setting the run trained in."""
+    from nasforge.evaluation.metrics import evaluate_accuracy
+    from nasforge.evaluation.speed import SpeedChoice
+
+    setting = SpeedChoice.from_dict(speed).setting if speed else None
+    precision = setting.precision if setting else built.budget.precision
+    channels_last = setting.channels_last if setting else built.budget.channels_last
+    splits = built.splits  # a final run's validation split is the test set (final_splits)
+    return evaluate_accuracy(model, splits.val_x, splits.val_y, splits.mean, splits.std,
+                             precision="fp32" if precision == "auto" else precision,
+                             channels_last=channels_last is True)[0]
+
+
 def _train(task: EvalTask, resume: Any, train_fn: Callable[..., Any] | None,
            device: str | None, primary: bool) -> EvalResult:
     import torch
@@ -338,6 +353,8 @@ def _train(task: EvalTask, resume: Any, train_fn: Callable[..., Any] | None,
     result.metrics = metrics
     if task.final:
         result.test_acc = outcome.val_acc
+        if built.budget.tta not in (None, "none") and outcome.status == "ok" and primary:
+            metrics["test_acc_single_view"] = _single_view_accuracy(model, built, outcome.speed)
     if task.checkpoint_path and outcome.status == "ok" and primary:
         Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)

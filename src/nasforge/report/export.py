@@ -327,7 +327,10 @@ def export_model(
     opset: int = DEFAULT_OPSET,
 ) -> ExportResult:
     """Export trial ``trial`` (default: the best) of a study as ``fmt`` (torchscript, onnx,
-    state_dict) to ``out``, with ``out + ".json"`` holding the metadata."""
+    state_dict) to ``out``, with ``out + ".json"`` holding the metadata. Weights of a final
+    run evaluated with ``tta: flip`` export as the network wrapped in
+    ``nasforge.evaluation.tta.FlipAverage`` (torchscript, onnx; the state_dict stays the plain
+    network and its metadata says so)."""
     import torch
 
     if fmt not in EXPORT_FORMATS:
@@ -336,11 +339,26 @@ def export_model(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = json.loads(json.dumps(dict(loaded.meta, export_format=fmt, file=out.name)))
+    model = loaded.model
+    if (meta["source"].get("budget") or {}).get("tta") == "flip":
+        # the reported test accuracy averaged over each image and its mirror: so does the file
+        meta["test_time_augmentation"] = "flip"
+        if fmt != "state_dict":
+            from nasforge.evaluation.tta import FlipAverage
+
+            model = FlipAverage(model).eval()
+            meta["output"] = dict(meta["output"], name="log_probs", averaged=(
+                "log of the class probabilities averaged over the image and its left-right "
+                "mirror (nasforge.evaluation.tta)"))
+        else:
+            meta["output"] = dict(meta["output"], averaged=(
+                "the reported accuracy averages softmax(net(x)) and softmax(net(flip(x))); "
+                "this state_dict is the plain network"))
     diff: float | None
     if fmt == "torchscript":
-        diff = export_torchscript(loaded.model, loaded.example, out)
+        diff = export_torchscript(model, loaded.example, out)
     elif fmt == "onnx":
-        diff = export_onnx(loaded.model, loaded.example, out, opset)
+        diff = export_onnx(model, loaded.example, out, opset)
         meta["onnx_opset"] = opset
     else:
         torch.save({"format": STATE_DICT_FORMAT, "meta": meta,
