@@ -256,6 +256,14 @@ def test_weights_evaluated_with_flip_tta_export_with_the_averaging(
             got = torch.jit.load(str(tmp_path / "net.pt"))(x)
             assert torch.allclose(got, flip_average(final_model, x), atol=1e-5)
             assert not torch.allclose(got, final_model(x), atol=1e-3)
+        onnx = export_model(study, tmp_path / "net.onnx", "onnx", trial=1)
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(tmp_path / "net.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        out = session.run([onnx.meta["output"]["name"]], {"input": x.numpy()})[0]
+        assert np.allclose(out, got.numpy(), atol=1e-4)
+        assert onnx.meta["metrics"]["test_acc_single_view"] == 0.70
         plain = export_model(study, tmp_path / "net.sd", "state_dict", trial=1)
         rebuilt, _ = load_state_dict_export(tmp_path / "net.sd")
         assert "plain network" in plain.meta["output"]["averaged"]

@@ -63,3 +63,40 @@ def test_max_epochs_is_checked_against_the_final_epochs() -> None:
     parsed = config_from_dict(ok, "ok")
     assert parsed.final.max_epochs == 30
     assert config_from_dict(parsed.to_dict(), "again").final.max_epochs == 30  # stored, resumed
+
+
+def test_growth_raises_schedule_epochs_with_the_epochs(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=32, schedule_epochs=12), {},
+                      WidthCostExecutor(), 1, max_seconds=2.0 * _seconds(32, 12), max_epochs=40)
+    assert plan.budget.epochs > 12
+    assert plan.budget.schedule_epochs == plan.budget.epochs
+
+
+def test_growth_stays_within_the_time_limit_left(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    left = 1.5 * _seconds(32, 12)  # the time limit leaves less than the cap
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=32), {},
+                      WidthCostExecutor(), 1, max_seconds=3.0 * _seconds(32, 12),
+                      max_epochs=40, seconds_left=left)
+    assert 12 < plan.budget.epochs <= math.floor(GROW_MARGIN * left / _seconds(32, 1))
+    assert plan.fits(left)
+
+
+def test_no_growth_after_a_width_cut(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    cap = 0.72 * _seconds(48, 12)
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {},
+                      WidthCostExecutor(), 1, max_seconds=cap, min_width=16, max_epochs=40)
+    assert plan.budget.width < 48 and plan.budget.epochs == 12
+
+
+def test_a_resume_says_it_trains_the_stored_plan(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=32)
+    grown = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                       max_seconds=2.0 * _seconds(32, 12), max_epochs=40)
+    again = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                       max_seconds=0.5 * _seconds(32, 12), max_epochs=13)
+    assert again.budget.epochs == grown.budget.epochs
+    assert f"plan stored earlier: {grown.budget.epochs} epochs" in again.note

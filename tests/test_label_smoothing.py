@@ -10,7 +10,7 @@ import torch
 
 from nasforge.data import split_validation, synthetic_dataset
 from nasforge.errors import ConfigError
-from nasforge.evaluation import Budget, set_determinism, train
+from nasforge.evaluation import Budget, evaluate_accuracy, set_determinism, train
 from nasforge.evaluation.trainer import training_loss
 from nasforge.storage.sqlite import budget_key
 from tests.test_trainer import TinyNet
@@ -35,9 +35,13 @@ def test_training_with_smoothing_changes_the_training_loss_only() -> None:
     losses = {}
     for eps in (None, 0.2):
         set_determinism(0)
-        result = train(TinyNet(), splits, Budget(epochs=2, batch_size=32, label_smoothing=eps))
+        model = TinyNet()
+        result = train(model, splits, Budget(epochs=2, batch_size=32, label_smoothing=eps))
         assert result.status == "ok" and result.val_acc is not None
         losses[eps] = result.curve[-1].train_loss
+        # the validation loss is the hard-label cross-entropy of the trained weights
+        _, hard = evaluate_accuracy(model, splits.val_x, splits.val_y, splits.mean, splits.std)
+        assert result.val_loss == pytest.approx(hard, rel=1e-6)
     # a smoothed target can never be matched exactly: its loss stays above the hard one here
     assert losses[0.2] > losses[None]
 
@@ -48,5 +52,6 @@ def test_budget_checks_and_keeps_old_keys() -> None:
             Budget(label_smoothing=bad)
     plain = Budget(epochs=3)
     assert "label_smoothing" not in plain.to_dict()
+    assert "label_smoothing" not in Budget(epochs=3, label_smoothing=0).to_dict()
     assert budget_key(plain.to_dict()) != budget_key(
         Budget(epochs=3, label_smoothing=0.1).to_dict())

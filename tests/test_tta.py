@@ -18,6 +18,7 @@ from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.evaluation.metrics import evaluate_accuracy
 from nasforge.evaluation.tta import FlipAverage, flip_average, predict
+from nasforge.execution.tasks import load_splits
 from nasforge.spaces import get_space
 from nasforge.storage import StudyStorage
 
@@ -67,6 +68,7 @@ def test_budget_checks_tta_and_keeps_old_keys() -> None:
     with pytest.raises(ConfigError, match="tta"):
         Budget(tta="rotate")
     assert "tta" not in Budget().to_dict()
+    assert "tta" not in Budget(tta="none").to_dict()  # "none" keeps old budget keys
     assert Budget(tta="flip").to_dict()["tta"] == "flip"
 
 
@@ -84,7 +86,16 @@ def test_a_final_run_with_tta_keeps_its_single_view_accuracy(tmp_path) -> None:
         runs = storage.final_runs()
     assert results[0].test_accs and runs[0].status == "ok"
     single = runs[0].metrics["test_acc_single_view"]
-    assert 0.0 <= single <= 1.0
+    # the stored weights give that figure on the test set with one view, and the stored
+    # test accuracy with the flip average
+    splits = load_splits(config.data.task_dict())
+    model = space.build(genome, splits.input_shape, splits.num_classes, 4)
+    model.load_state_dict(torch.load(runs[0].checkpoint))
+    plain, _ = evaluate_accuracy(model, splits.test_x, splits.test_y, splits.mean, splits.std)
+    averaged, _ = evaluate_accuracy(model, splits.test_x, splits.test_y, splits.mean,
+                                    splits.std, tta="flip")
+    assert single == pytest.approx(plain, abs=1e-9)
+    assert runs[0].test_acc == pytest.approx(averaged, abs=1e-9)
     assert results[0].single_view_accs == [single]
     assert f"single view {single:.4f}" in results[0].tta_note()
     assert runs[0].budget["tta"] == "flip"

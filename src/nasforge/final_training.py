@@ -55,7 +55,7 @@ class FinalResult:
     def tta_note(self) -> str:
         """`` (flip-averaged; single view 0.9306)`` after a test accuracy measured with
         test-time augmentation (the mean single-view accuracy over seeds); empty without."""
-        if not self.single_view_accs:
+        if not self.single_view_accs or len(self.single_view_accs) != len(self.test_accs):
             return ""
         return f" (flip-averaged; single view {statistics.fmean(self.single_view_accs):.4f})"
 
@@ -133,7 +133,7 @@ def train_final(
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
                           max_seconds=max_seconds, reporter=reporter, min_width=min_width,
-                          max_epochs=max_epochs)
+                          max_epochs=max_epochs, seconds_left=seconds_left)
         for line in describe_plan(plan):
             reporter.message(line)
         if not plan.fits(seconds_left):

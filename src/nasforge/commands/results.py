@@ -83,6 +83,9 @@ def cmd_best(args: argparse.Namespace) -> int:
         print("final trainings:")
         for f in finals:
             acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
+            single = (f.metrics or {}).get("test_acc_single_view")
+            if single is not None:
+                acc += f" (flip-averaged; single view {single:.4f})"
             if f.status == "interrupted":
                 acc += " (Ctrl-C; --resume trains it)"
             print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "

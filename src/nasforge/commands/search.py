@@ -126,9 +126,8 @@ def _print_final(results: Any, config: Any, deferral_said: bool = False) -> None
                   "continue with --resume")
         if res.mean is not None:
             print(f"final: trial {res.trial_number}: test acc {res.mean:.4f} "
-                  f"± {res.std:.4f} over {len(res.test_accs)} seed(s), "
-                  f"{res.params:,} params at width {res.width or config.final.budget.width}"
-                  f"{res.tta_note()}")
+                  f"± {res.std:.4f} over {len(res.test_accs)} seed(s){res.tta_note()}, "
+                  f"{res.params:,} params at width {res.width or config.final.budget.width}")
         elif not res.interrupted:
             print(f"final: trial {res.trial_number} failed: {res.failures}")
 

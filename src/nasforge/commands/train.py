@@ -30,8 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                   "same command again to finish them")
         if res.mean is not None:
             print(f"{label}: test acc {res.mean:.4f} ± {res.std:.4f} over {len(res.test_accs)} seed(s) "
-                  f"{[round(a, 4) for a in res.test_accs]}, {res.params:,} params at width "
-                  f"{res.width or width}{res.tta_note()}")
+                  f"{[round(a, 4) for a in res.test_accs]}{res.tta_note()}, {res.params:,} params "
+                  f"at width {res.width or width}")
         else:
             print(f"{label}: failed: {res.failures}")
     if any(r.interrupted for r in results):

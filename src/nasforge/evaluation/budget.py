@@ -15,6 +15,8 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "tf32")
 """``auto`` is chosen by measurement (``nasforge.evaluation.speed``); ``tf32`` and ``fp16``
 exist on CUDA only (fp16 with a gradient scaler)."""
 AUTO = "auto"
+TTA_MODES: tuple[str, ...] = ("none", "flip")
+"""Values of ``Budget.tta`` (``nasforge.evaluation.tta``; None means ``none``)."""
 
 DEFAULT_LR: dict[str, float] = {
     "sgd": 0.05,
@@ -77,6 +79,12 @@ class Budget:
     tta: str | None = None
 
     def __post_init__(self) -> None:
+        # spellings that mean "off" become None, so they keep old studies' budget keys
+        if self.tta == "none":
+            object.__setattr__(self, "tta", None)
+        smoothing = self.label_smoothing
+        if isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool):
+            object.__setattr__(self, "label_smoothing", float(smoothing) or None)
         self.check()
 
     def check(self) -> None:
@@ -131,9 +139,9 @@ class Budget:
                                       or not isinstance(smoothing, (int, float))
                                       or not 0.0 <= float(smoothing) < 1.0):
             raise ConfigError(f"budget.label_smoothing must be in [0, 1), got {smoothing!r}")
-        if self.tta is not None and self.tta not in ("none", "flip"):
+        if self.tta is not None and self.tta not in TTA_MODES:
             raise ConfigError(f"unknown test-time augmentation budget.tta {self.tta!r}; "
-                              f"known: none, flip")
+                              f"known: {', '.join(TTA_MODES)}")
         every = self.validate_every
         if every is not None and every != "last" and (
                 not isinstance(every, int) or isinstance(every, bool) or every < 1):

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TTA_MODES: tuple[str, ...] = ("none", "flip")
-"""Values of ``Budget.tta`` (None means ``none``)."""
+from nasforge.evaluation.budget import TTA_MODES
 
 
 def flip_average(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

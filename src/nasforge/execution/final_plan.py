@@ -55,9 +55,11 @@ fp32 widths 36 and 40 stepped barely faster than 48, 32 was 37% faster)."""
 MAX_WIDTH_PROBES = 3
 """At most this many narrower widths are probed before the cap cuts epochs instead."""
 GROW_MARGIN = 0.92
-"""Grown epochs keep the estimate within this fraction of the cap: estimates here were 2-18%
-off (7% short at worst, with other work on the machine), and a final cut by a time limit is
-left for ``--resume`` instead of finishing the command."""
+"""Grown epochs keep the estimate within this fraction of the cap: quick's final estimates
+were 7% short (session 9, other work on the machine) to 18% long (session 9, fp32), one 24%
+short in session 7 before the estimate timed fresh batches (README, "Measured here"); a final
+cut by a time limit is left for ``--resume`` instead of finishing the command. The single-view
+pass of a ``tta: flip`` run is not in the estimate (one evaluation pass)."""
 
 
 @dataclass
@@ -125,6 +127,7 @@ def plan_final(
     reporter: Any = None,
     min_width: int | None = None,
     max_epochs: int | None = None,
+    seconds_left: float | None = None,
 ) -> FinalPlan:
     """Probe every genome still to train and plan the final step (see the module docstring).
 
@@ -133,7 +136,7 @@ def plan_final(
     cap first narrows the networks (multiples of ``WIDTH_STEP``, not below ``min_width``; each
     width probed), then cuts epochs; with ``max_epochs`` above the budget's epochs, an estimate
     under the cap grows the epochs up to ``max_epochs`` while it stays within ``GROW_MARGIN``
-    of the cap. A plan stored earlier for the same budget is reused (so a
+    of the cap and of ``seconds_left`` (what a time limit leaves, less the probes' time). A plan stored earlier for the same budget is reused (so a
     resume trains the same runs). Raises nothing for a failed probe: that genome is estimated
     at 0 seconds and its run reports the failure itself.
     """
@@ -142,8 +145,13 @@ def plan_final(
     if stored_plan:
         planned = budget.replace(epochs=int(stored_plan["epochs"]),
                                  width=int(stored_plan.get("width", budget.width)))
+    stored_note = None
+    if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
+        stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
+                       f"{planned.width} (the config says {budget.epochs} at {budget.width}; "
+                       f"caps and final.max_epochs are not applied again)")
     if not todo:
-        return FinalPlan(planned, 0.0, {}, {}, 0.0)
+        return FinalPlan(planned, 0.0, {}, {}, 0.0, stored_note)
     started = time.time()
     probes = _probe(storage, space, todo, planned, data, executor, reporter)
 
@@ -182,26 +190,34 @@ def plan_final(
                      f"learning-rate schedule spans {epochs})")
         planned = planned.replace(epochs=epochs)
         seconds, per_run = total(planned, probes)
-    room = None if max_seconds is None else GROW_MARGIN * max_seconds
+    limits = [c for c in (max_seconds, None if seconds_left is None
+                          else seconds_left - (time.time() - started)) if c is not None]
+    room = GROW_MARGIN * min(limits) if max_seconds is not None else None
     if (stored_plan is None and room is not None and max_epochs is not None
-            and max_epochs > planned.epochs and seconds <= room):
+            and max_epochs > planned.epochs and planned.width == budget.width and seconds <= room):
         epochs = planned.epochs
-        while epochs < max_epochs and total(planned.replace(epochs=epochs + 1), probes)[0] <= room:
+        while epochs < max_epochs and total(_with_epochs(planned, epochs + 1), probes)[0] <= room:
             epochs += 1
         if epochs > planned.epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs leaves room "
                          f"under the cap of {max_seconds:.0f}s: training {epochs} epochs "
-                         f"instead (final.max_epochs {max_epochs}; the learning-rate schedule "
-                         f"spans {epochs})")
-            planned = planned.replace(epochs=epochs)
+                         f"instead (final.max_epochs {max_epochs})")
+            planned = _with_epochs(planned, epochs)
             seconds, per_run = total(planned, probes)
-    note = "; ".join(notes) or None
+    note = "; ".join(([stored_note] if stored_note else []) + notes) or None
     probe_seconds = time.time() - started
     if stored_plan is None and (max_seconds is not None or note is not None):
         storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs,
                                                    "width": planned.width, "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
     return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def _with_epochs(budget: Budget, epochs: int) -> Budget:
+    """``budget`` with ``epochs``, its ``schedule_epochs`` (when set) raised to stay >= them."""
+    span = budget.schedule_epochs
+    return budget.replace(epochs=epochs,
+                          schedule_epochs=None if span is None else max(span, epochs))
 
 
 def _probe(storage: StudyStorage, space: Any, todo: list[tuple[str, Any]], planned: Budget,

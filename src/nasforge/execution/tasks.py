@@ -353,12 +353,15 @@ def _train(task: EvalTask, resume: Any, train_fn: Callable[..., Any] | None,
     result.metrics = metrics
     if task.final:
         result.test_acc = outcome.val_acc
-        if built.budget.tta not in (None, "none") and outcome.status == "ok" and primary:
-            metrics["test_acc_single_view"] = _single_view_accuracy(model, built, outcome.speed)
     if task.checkpoint_path and outcome.status == "ok" and primary:
         Path(task.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, task.checkpoint_path)
         result.checkpoint = task.checkpoint_path
+    if task.final and built.budget.tta is not None and outcome.status == "ok" and primary:
+        try:  # after the weights are saved: a failure here costs this figure only
+            metrics["test_acc_single_view"] = _single_view_accuracy(model, built, outcome.speed)
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the whole test set
+            metrics["test_acc_single_view_error"] = f"{type(exc).__name__}: {exc}"
     return result
 
 

@@ -203,6 +203,9 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
             metrics["test_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0
             metrics["test_acc_seeds"] = len(accs)
         metrics["final_epochs"] = source.final.budget.get("epochs")
+        single = (source.final.metrics or {}).get("test_acc_single_view")
+        if single is not None:  # test_acc above is flip-averaged (budget.tta)
+            metrics["test_acc_single_view"] = single
     meta: dict[str, Any] = {
         "format": META_FORMAT,
         "genome": source.trial.genome,
@@ -280,10 +283,12 @@ def export_torchscript(model: Any, example: Any, out: Path) -> float:
     raise ExportError("TorchScript export failed: " + "; ".join(diffs))
 
 
-def export_onnx(model: Any, example: Any, out: Path, opset: int = DEFAULT_OPSET) -> float | None:
-    """Export ``model`` to ONNX (TorchScript-based exporter, dynamic batch axis), then run it
-    with onnxruntime when installed and return the largest logit difference to the eager model
-    (None when onnxruntime is missing; the file is then checked with ``onnx`` if present)."""
+def export_onnx(model: Any, example: Any, out: Path, opset: int = DEFAULT_OPSET,
+                output_name: str = "logits") -> float | None:
+    """Export ``model`` to ONNX (TorchScript-based exporter, dynamic batch axis; the graph's
+    input named ``input``, its output ``output_name``), then run it with onnxruntime when
+    installed and return the largest logit difference to the eager model (None when
+    onnxruntime is missing; the file is then checked with ``onnx`` if present)."""
     import torch
 
     if opset < 17:
@@ -293,8 +298,8 @@ def export_onnx(model: Any, example: Any, out: Path, opset: int = DEFAULT_OPSET)
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (example,), str(out), dynamo=False, opset_version=opset,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                input_names=["input"], output_names=[output_name],
+                dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
             )
     except Exception as exc:  # noqa: BLE001 - an exporter failure is reported in one line
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None
@@ -310,7 +315,7 @@ def export_onnx(model: Any, example: Any, out: Path, opset: int = DEFAULT_OPSET)
             pass
         return None
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"input": check.numpy()})[0]
+    got = session.run([output_name], {"input": check.numpy()})[0]
     with torch.no_grad():
         diff = _max_diff(got, model(check))
     if diff >= _TOLERANCE:
@@ -358,7 +363,7 @@ def export_model(
     if fmt == "torchscript":
         diff = export_torchscript(model, loaded.example, out)
     elif fmt == "onnx":
-        diff = export_onnx(model, loaded.example, out, opset)
+        diff = export_onnx(model, loaded.example, out, opset, meta["output"]["name"])
         meta["onnx_opset"] = opset
     else:
         torch.save({"format": STATE_DICT_FORMAT, "meta": meta,

@@ -321,12 +321,15 @@ def _final_section(snap: StudySnapshot) -> str:
     run_rows = []
     for f in finals:
         run_rows.append((f.trial_number if f.trial_number is not None else "file", f.seed,
-                         _short_budget(f.budget), f.status, fmt_acc(f.test_acc),
+                         _short_budget(f.budget), f.status, fmt_acc(f.test_acc)
+                         + (f" (single view {fmt_acc(f.metrics['test_acc_single_view'])})"
+                            if f.metrics.get("test_acc_single_view") is not None else ""),
                          fmt_seconds(f.metrics.get("train_seconds")),
                          _error_head(f.metrics.get("error")) if f.status != "ok" else ""))
     return _section("final", "Final training", (
         "<p>Each genome retrained on the whole training set (train + validation) and measured "
-        "once on the test set.</p>"
+        "once on the test set (budgets marked flip-averaged predict from each image and its "
+        "mirror together; the runs table gives the single-view accuracy beside it).</p>"
         + _table(["trial", "width", "ok seeds", "test acc (mean)", "std", "params", "network"],
                  summary_rows, numeric=(1, 3, 4, 5))
         + '<div class="grid2"><div>'

@@ -163,6 +163,10 @@ def _short_budget(budget: dict[str, Any]) -> str:
     text = f"{budget.get('epochs')} ep, width {budget.get('width')}, {budget.get('optimizer')}"
     if budget.get("data_fraction") not in (None, 1.0):
         text += f", {budget['data_fraction']:g} of data"
+    if budget.get("label_smoothing"):
+        text += f", label smoothing {budget['label_smoothing']:g}"
+    if budget.get("tta") == "flip":
+        text += ", flip-averaged test"
     return text
 
 
