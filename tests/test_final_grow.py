@@ -59,7 +59,11 @@ def test_max_epochs_is_checked_against_the_final_epochs() -> None:
     raw = tiny_config_dict(final={"top": 1, "max_epochs": 3, "budget": {"epochs": 5}})
     with pytest.raises(ConfigError, match="max_epochs"):
         config_from_dict(raw, "bad")
-    ok = tiny_config_dict(final={"top": 1, "max_epochs": 30, "budget": {"epochs": 20}})
+    uncapped = tiny_config_dict(final={"top": 1, "max_epochs": 30, "budget": {"epochs": 20}})
+    with pytest.raises(ConfigError, match="max_seconds"):
+        config_from_dict(uncapped, "no cap")
+    ok = tiny_config_dict(final={"top": 1, "max_epochs": 30, "total_seconds": 600,
+                                 "budget": {"epochs": 20}})
     parsed = config_from_dict(ok, "ok")
     assert parsed.final.max_epochs == 30
     assert config_from_dict(parsed.to_dict(), "again").final.max_epochs == 30  # stored, resumed

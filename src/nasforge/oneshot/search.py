@@ -399,8 +399,8 @@ def evaluate_supernet(task: Any, *, device: str | None = None,
     and return an :class:`~nasforge.execution.results.EvalResult` whose ``genome`` is the
     discretised genome (as the space's JSON), ``val_acc`` the supernet's accuracy on (part of) the architecture half of the training
     split, and ``metrics`` the per-epoch history (``alphas``, ``skips``, ``cell``,
-    ``val_acc``). The budget's optimizer, learning rate, schedule, augmentation and speed
-    options are not used: the supernet has its own (:class:`SupernetSettings`). Exceptions
+    ``val_acc``). The budget's optimizer, learning rate, schedule, augmentation, label
+    smoothing, test-time augmentation and speed options are not used: the supernet has its own (:class:`SupernetSettings`). Exceptions
     propagate: the ``supernet`` kind (:func:`nasforge.execution.tasks.guarded`) turns them
     into a failed result with the reason.
 
