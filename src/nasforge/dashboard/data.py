@@ -317,6 +317,8 @@ def final_rows(snap: StudySnapshot) -> list[dict[str, Any]]:
     """The final runs (whole training set, test accuracy), one row each."""
     return [{"id": f.id, "trial": f.trial_number, "seed": f.seed, "status": f.status,
              "val_acc": f.val_acc, "test_acc": f.test_acc, "params": f.params,
+             # with budget.tta the test accuracy is flip-averaged; this is the one-view figure
+             "test_acc_single_view": f.metrics.get("test_acc_single_view"),
              "budget": _short_budget(f.budget),
              "seconds": f.metrics.get("train_seconds"),
              "curve": [{"epoch": r.get("epoch"), "acc": r.get("val_acc")}

@@ -170,7 +170,7 @@ function drawTable(d) {
 function finalsSection(d) {
   if (!d.finals.length) return section("Final runs", el("p", { class: "muted" }, "No final training recorded yet (nasforge train STUDY.db --best)."));
   const rows = d.finals.map((r) => el("tr", {}, el("td", {}, r.trial === null ? "file" : link("#/s/" + d.id + "/t/" + r.trial, "#" + r.trial)),
-    el("td", { class: "num" }, r.seed), el("td", {}, r.status), el("td", { class: "num" }, acc(r.test_acc)), el("td", { class: "num" }, count(r.params)),
+    el("td", { class: "num" }, r.seed), el("td", {}, r.status), el("td", { class: "num" }, acc(r.test_acc) + (r.test_acc_single_view == null ? "" : " (single view " + acc(r.test_acc_single_view) + ")")), el("td", { class: "num" }, count(r.params)),
     el("td", {}, r.budget), el("td", { class: "num" }, secs(r.seconds))));
   return section("Final runs (whole training set, test accuracy)", el("div", { class: "grid2" },
     el("table", {}, el("thead", {}, el("tr", {}, ["trial", "seed", "status", "test acc", "params", "budget", "time"].map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
