@@ -106,6 +106,26 @@ def trained_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "root": root, "config": config}
 
 
+def _add_final_run(trained_study: dict[str, Any], seed: int, name: str, budget: Budget,
+                   test_acc: float, metrics: dict[str, Any]) -> torch.nn.Module:
+    """Store in the module's study a final run of its genome at ``budget`` (fresh weights
+    from ``seed``, saved as ``name``); the model, in eval mode."""
+    space, genome, splits = (trained_study[k] for k in ("space", "genome", "splits"))
+    set_determinism(seed)
+    final_model = space.build(genome, splits.input_shape, splits.num_classes,
+                              budget.width).eval()
+    ckpt = trained_study["root"] / "study_files" / "final" / name
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(final_model.state_dict(), ckpt)
+    with StudyStorage.open(trained_study["study"]) as storage:
+        trial = storage.trial(1)
+        storage.add_final_run(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
+                              budget=budget.to_dict(), seed=0, status="ok", val_acc=None,
+                              test_acc=test_acc, params=None, metrics=metrics,
+                              checkpoint=str(ckpt))
+    return final_model
+
+
 def test_torchscript_and_onnx_match_in_a_fresh_process(trained_study: dict[str, Any],
                                                         tmp_path: Path) -> None:
     study, model, splits = trained_study["study"], trained_study["model"], trained_study["splits"]
@@ -146,19 +166,10 @@ def test_torchscript_and_onnx_match_in_a_fresh_process(trained_study: dict[str, 
 
 def test_state_dict_prefers_final_weights_and_round_trips(trained_study: dict[str, Any],
                                                           tmp_path: Path) -> None:
-    study, space, genome, splits = (trained_study[k] for k in ("study", "space", "genome", "splits"))
+    study, splits = trained_study["study"], trained_study["splits"]
     # a final training of the same genome at another width, with its checkpoint
-    set_determinism(1)
-    final_model = space.build(genome, splits.input_shape, splits.num_classes, 6).eval()
-    ckpt = trained_study["root"] / "study_files" / "final" / "g_w6_s0.pt"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(final_model.state_dict(), ckpt)
-    with StudyStorage.open(study) as storage:
-        trial = storage.trial(1)
-        storage.add_final_run(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
-                              budget=Budget(epochs=2, width=6).to_dict(), seed=0, status="ok",
-                              val_acc=None, test_acc=0.71, params=None, metrics={},
-                              checkpoint=str(ckpt))
+    final_model = _add_final_run(trained_study, 1, "g_w6_s0.pt", Budget(epochs=2, width=6),
+                                 0.71, {})
     try:
         res = export_model(study, tmp_path / "net.sd", "state_dict", trial=1)
         assert res.meta["source"]["weights"] == "final"
@@ -235,18 +246,10 @@ def test_weights_evaluated_with_flip_tta_export_with_the_averaging(
     export computes the same averaged prediction, its state_dict stays the plain network."""
     from nasforge.evaluation.tta import flip_average
 
-    study, space, genome, splits = (trained_study[k] for k in ("study", "space", "genome", "splits"))
-    set_determinism(3)
-    final_model = space.build(genome, splits.input_shape, splits.num_classes, 6).eval()
-    ckpt = trained_study["root"] / "study_files" / "final" / "g_tta_w6_s0.pt"
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(final_model.state_dict(), ckpt)
-    with StudyStorage.open(study) as storage:
-        trial = storage.trial(1)
-        storage.add_final_run(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
-                              budget=Budget(epochs=2, width=6, tta="flip").to_dict(), seed=0,
-                              status="ok", val_acc=None, test_acc=0.72, params=None,
-                              metrics={"test_acc_single_view": 0.70}, checkpoint=str(ckpt))
+    study, splits = trained_study["study"], trained_study["splits"]
+    final_model = _add_final_run(trained_study, 3, "g_tta_w6_s0.pt",
+                                 Budget(epochs=2, width=6, tta="flip"), 0.72,
+                                 {"test_acc_single_view": 0.70})
     try:
         res = export_model(study, tmp_path / "net.pt", "torchscript", trial=1)
         assert res.meta["test_time_augmentation"] == "flip"

@@ -57,7 +57,7 @@ class FinalResult:
         test-time augmentation (the mean single-view accuracy over seeds); empty without."""
         if not self.single_view_accs or len(self.single_view_accs) != len(self.test_accs):
             return ""
-        return f" (flip-averaged; single view {statistics.fmean(self.single_view_accs):.4f})"
+        return _view_note(statistics.fmean(self.single_view_accs))
 
 
 def _view_note(single: float | None) -> str:
