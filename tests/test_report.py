@@ -271,3 +271,12 @@ def test_pareto_front_and_failure_reasons() -> None:
     assert failure_reason("nan loss at epoch 3 step 17") == "nan loss at epoch # step #"
     assert failure_reason("RuntimeError: boom") == "RuntimeError"
     assert failure_reason(None) == "unknown error"
+
+
+def test_learning_curve_labels_name_flip_averaging_and_label_smoothing() -> None:
+    from nasforge.report.html_base import _curve_labels
+
+    assert _curve_labels({"epochs": 3}) == ("val acc", "train loss")
+    assert _curve_labels(None) == ("val acc", "train loss")
+    assert _curve_labels({"tta": "flip", "label_smoothing": 0.1}) == (
+        "val acc (flip-averaged)", "train loss (label smoothing 0.1)")

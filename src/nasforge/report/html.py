@@ -22,6 +22,7 @@ from nasforge.report.html_base import (  # noqa: F401 - importable from here as 
     _budget_text,
     _busy_fraction,
     _cards,
+    _curve_labels,
     _e,
     _error_head,
     _kv_table,
@@ -279,7 +280,8 @@ def _top_section(snap: StudySnapshot, top: int, find: DotFinder) -> str:
             spread = f" ± {statistics.stdev(accs):.4f}" if len(accs) > 1 else ""
             items.insert(1, ("final test accuracy", f"{statistics.fmean(accs):.4f}{spread} "
                                                      f"({len(accs)} seed(s))"))
-        curve = img_tag(plots.plot_learning_curve(t.curve, f"trial {t.number}"),
+        curve = img_tag(plots.plot_learning_curve(t.curve, f"trial {t.number}",
+                                                  *_curve_labels(t.budget)),
                         f"learning curve of trial {t.number}")
         cards.append(
             f'<div class="arch" id="top-{rank}"><h3>#{rank}: trial {t.number}, val acc '

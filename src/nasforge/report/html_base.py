@@ -159,6 +159,17 @@ def _budget_text(budget: dict[str, Any]) -> str:
     return ", ".join(f"{k}={budget[k]}" for k in keys if budget.get(k) is not None)
 
 
+def _curve_labels(budget: Any) -> tuple[str, str]:
+    """The accuracy and training-loss labels of a trial's learning curve: a flip-averaged
+    accuracy and a label-smoothed training loss are named as such."""
+    budget = budget if isinstance(budget, dict) else {}
+    acc = "val acc (flip-averaged)" if budget.get("tta") == "flip" else "val acc"
+    smoothing = budget.get("label_smoothing")
+    loss = (f"train loss (label smoothing {float(smoothing):g})"
+            if isinstance(smoothing, (int, float)) and smoothing else "train loss")
+    return acc, loss
+
+
 def _short_budget(budget: dict[str, Any]) -> str:
     text = f"{budget.get('epochs')} ep, width {budget.get('width')}, {budget.get('optimizer')}"
     if budget.get("data_fraction") not in (None, 1.0):

@@ -272,8 +272,11 @@ def plot_worker_timeline(trials: Sequence[TrialRecord], workers: int | None = No
 
 
 def plot_learning_curve(curve: Sequence[dict[str, Any]], title: str = "Learning curve",
-                        acc_label: str = "val acc") -> bytes:
-    """Accuracy (left axis) and training/validation loss (right axis) per epoch."""
+                        acc_label: str = "val acc", train_loss_label: str = "train loss") -> bytes:
+    """Accuracy (left axis) and training/validation loss (right axis) per epoch.
+
+    ``train_loss_label`` names the training loss line: a budget with label smoothing trains on
+    a smoothed loss, higher than the hard-label validation loss drawn beside it."""
     rows = [r for r in curve if isinstance(r, dict) and r.get("epoch") is not None]
     if not rows:
         return empty_png("no learning curve recorded", size=SMALL, title=title)
@@ -289,11 +292,11 @@ def plot_learning_curve(curve: Sequence[dict[str, Any]], title: str = "Learning 
     if len(epochs) == 1:
         ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
     ax2 = ax.twinx()
-    for key, colour, style in (("train_loss", "#777777", "--"), ("val_loss", FRONT_COLOUR, ":")):
+    for key, colour, style, label in (("train_loss", "#777777", "--", train_loss_label),
+                                      ("val_loss", FRONT_COLOUR, ":", "val loss")):
         values = [r.get(key) for r in rows]
         if any(v is not None for v in values):
-            ax2.plot(epochs, values, ls=style, marker="s", ms=2.5, color=colour,
-                     label=key.replace("_", " "))
+            ax2.plot(epochs, values, ls=style, marker="s", ms=2.5, color=colour, label=label)
     ax2.set_ylabel("loss")
     handles = ax.get_legend_handles_labels()
     handles2 = ax2.get_legend_handles_labels()
