@@ -104,3 +104,22 @@ def test_a_resume_says_it_trains_the_stored_plan(study) -> None:  # noqa: F811
                        max_seconds=0.5 * _seconds(32, 12), max_epochs=13)
     assert again.budget.epochs == grown.budget.epochs
     assert f"plan stored earlier: {grown.budget.epochs} epochs" in again.note
+
+
+class EvalCostExecutor(WidthCostExecutor):
+    """As WidthCostExecutor, with a (flip-averaged) evaluation pass measured at 10 s."""
+
+    def submit(self, fn, task, *args, **kwargs):  # noqa: ANN001 - Executor's signature
+        future = super().submit(fn, task, *args, **kwargs)
+        future.result().metrics["eval_seconds"] = 10.0
+        return future
+
+
+def test_a_flip_tta_estimate_counts_the_single_view_pass(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    plans = {tta: plan_final(storage, space, todo,
+                             Budget(epochs=2, width=32, validate_every="last", tta=tta), {},
+                             EvalCostExecutor(), 1)
+             for tta in (None, "flip")}
+    assert plans[None].seconds == pytest.approx(_seconds(32, 2) + 10.0)
+    assert plans["flip"].seconds == pytest.approx(_seconds(32, 2) + 15.0)

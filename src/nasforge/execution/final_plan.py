@@ -59,7 +59,7 @@ GROW_MARGIN = 0.92
 were 7% short (session 9, other work on the machine) to 18% long (session 9, fp32), one 24%
 short in session 7 before the estimate timed fresh batches (README, "Measured here"); a final
 cut by a time limit is left for ``--resume`` instead of finishing the command. The single-view
-pass of a ``tta: flip`` run is not in the estimate (one evaluation pass)."""
+pass of a ``tta: flip`` run is in the estimate as half a flip-averaged evaluation pass."""
 
 
 @dataclass
@@ -85,7 +85,7 @@ class FinalPlan:
 
 
 def run_seconds(probe: dict[str, Any], epochs: int, batch_size: int,
-                validations: int | None = None) -> float:
+                validations: float | None = None) -> float:
     """Estimated wall seconds of one final run of ``epochs`` from a probe's measurements:
     ``epochs`` x steps x the measured step, plus ``validations`` (default: one per epoch)
     passes over the validation split (measured ``eval_seconds``; a probe without it: the
@@ -156,7 +156,9 @@ def plan_final(
     probes = _probe(storage, space, todo, planned, data, executor, reporter)
 
     def total(cut: Budget, measured: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:
-        passes = sum(cut.validates_after(e) for e in range(1, cut.epochs + 1))
+        passes: float = sum(cut.validates_after(e) for e in range(1, cut.epochs + 1))
+        if cut.tta is not None:  # the single-view pass after training: half a flip-averaged one
+            passes += 0.5
         per_run = {k: run_seconds(p, cut.epochs, cut.batch_size, passes)
                    for k, p in measured.items()}
         return makespan([per_run.get(gkey, 0.0) for gkey, _ in todo], workers), per_run
