@@ -99,3 +99,39 @@ def test_min_width_is_checked_against_the_final_width() -> None:
     parsed = config_from_dict(ok, "ok")
     assert parsed.final.min_width == 32
     assert config_from_dict(parsed.to_dict(), "again").final.min_width == 32  # stored, resumed
+
+
+def test_min_epochs_cuts_epochs_first_when_enough_fit_at_full_width(study) -> None:
+    storage, space, todo = study
+    executor = WidthCostExecutor()
+    cap = 7.5 * _seconds(48, 1)  # 7 epochs fit at width 48
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, executor, 1,
+                      max_seconds=cap, min_width=16, min_epochs=5)
+    assert (plan.budget.width, plan.budget.epochs) == (48, 7)
+    assert executor.widths == [48]  # no narrower width probed
+    assert "training 7 epoch(s) instead" in plan.note and "narrower" not in plan.note
+
+
+def test_below_min_epochs_the_cap_narrows_the_network(study) -> None:
+    storage, space, todo = study
+    executor = WidthCostExecutor()
+    cap = 2.5 * _seconds(48, 1)  # 2 epochs fit at width 48, fewer than min_epochs
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, executor, 1,
+                      max_seconds=cap, min_width=16, min_epochs=5)
+    assert plan.budget.epochs == 5 and plan.budget.width < 48
+    assert plan.seconds <= cap
+    assert _seconds(plan.budget.width + WIDTH_STEP, 5) > cap  # the widest that fits 5 epochs
+    assert "final.min_epochs, at a narrower width (2 fit at 48)" in plan.note
+    assert f"width {plan.budget.width} instead" in plan.note
+
+
+def test_min_epochs_is_checked_and_stored() -> None:
+    final = {"top": 1, "min_width": 32, "min_epochs": 5, "max_seconds": 60,
+             "budget": {"width": 48, "epochs": 12}}
+    parsed = config_from_dict(tiny_config_dict(final=final), "ok")
+    assert config_from_dict(parsed.to_dict(), "again").final.min_epochs == 5
+    for bad, match in (({"min_epochs": 13}, "between 1 and the final epochs"),
+                       ({"min_epochs": 0}, "between 1 and the final epochs"),
+                       ({"min_width": None}, "set 'final.min_width' as well")):
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict(tiny_config_dict(final={**final, **bad}), "bad")

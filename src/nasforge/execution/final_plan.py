@@ -126,6 +126,7 @@ def plan_final(
     max_seconds: float | None = None,
     reporter: Any = None,
     min_width: int | None = None,
+    min_epochs: int | None = None,
     max_epochs: int | None = None,
     seconds_left: float | None = None,
 ) -> FinalPlan:
@@ -134,11 +135,13 @@ def plan_final(
     ``todo`` lists (genome key, genome) per run still to train (a genome twice for two seeds).
     ``max_seconds`` caps the step's estimate: with ``min_width`` below the budget's width the
     cap first narrows the networks (multiples of ``WIDTH_STEP``, not below ``min_width``; each
-    width probed), then cuts epochs; with ``max_epochs`` above the budget's epochs, an estimate
-    under the cap grows the epochs up to ``max_epochs`` while it stays within ``GROW_MARGIN``
-    of the cap and of ``seconds_left`` (what a time limit leaves, less the probes' time). A plan stored earlier for the same budget is reused (so a
-    resume trains the same runs). Raises nothing for a failed probe: that genome is estimated
-    at 0 seconds and its run reports the failure itself.
+    width probed), then cuts epochs; with ``min_epochs`` as well it first cuts epochs down to
+    ``min_epochs`` and narrows only when those do not fit at full width. With ``max_epochs``
+    above the budget's epochs, an estimate under the cap grows the epochs up to ``max_epochs``
+    while it stays within ``GROW_MARGIN`` of the cap and of ``seconds_left`` (what a time
+    limit leaves, less the probes' time). A plan stored earlier for the same budget is reused
+    (so a resume trains the same runs). Raises nothing for a failed probe: that genome is
+    estimated at 0 seconds and its run reports the failure itself.
     """
     stored_plan = storage.meta_value(_plan_key(budget))
     planned = budget
@@ -166,7 +169,19 @@ def plan_final(
     seconds, per_run = total(planned, probes)
     notes = []
     capped = stored_plan is None and max_seconds is not None and seconds > max_seconds
-    if capped and min_width is not None and min_width < planned.width:
+    narrow = capped and min_width is not None and min_width < planned.width
+    if narrow and min_epochs is not None and min_epochs < planned.epochs:
+        fit = _epochs_within(planned, probes, total, max_seconds)
+        epochs = max(fit, min_epochs)
+        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
+                     f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
+                     f"learning-rate schedule spans {epochs})" + (
+                         "" if fit >= min_epochs else
+                         f", final.min_epochs, at a narrower width ({fit} fit at {budget.width})"))
+        planned = planned.replace(epochs=epochs)
+        seconds, per_run = total(planned, probes)
+        narrow = fit < min_epochs
+    if narrow:
         first = seconds
         width, tries = planned.width, 0
         while seconds > max_seconds and width > min_width and tries < MAX_WIDTH_PROBES:
@@ -184,9 +199,7 @@ def plan_final(
                          f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
                          f"{planned.width} instead ({seconds:.0f}s)")
     if capped and seconds > max_seconds and planned.epochs > 1:
-        epochs = planned.epochs
-        while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
-            epochs -= 1
+        epochs = _epochs_within(planned, probes, total, max_seconds)
         notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
                      f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
                      f"learning-rate schedule spans {epochs})")
@@ -213,6 +226,16 @@ def plan_final(
                                                    "width": planned.width, "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
     return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def _epochs_within(planned: Budget, probes: dict[str, dict[str, Any]], total: Any,
+                   max_seconds: float) -> int:
+    """The most epochs (at least 1, at most ``planned.epochs``) whose estimate is within
+    ``max_seconds`` at ``planned``'s width."""
+    epochs = planned.epochs
+    while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
+        epochs -= 1
+    return epochs
 
 
 def _with_epochs(budget: Budget, epochs: int) -> Budget:
