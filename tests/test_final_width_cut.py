@@ -112,17 +112,26 @@ def test_min_epochs_cuts_epochs_first_when_enough_fit_at_full_width(study) -> No
     assert "training 7 epoch(s) instead" in plan.note and "narrower" not in plan.note
 
 
-def test_below_min_epochs_the_cap_narrows_the_network(study) -> None:
+def test_below_min_epochs_the_cap_narrows_the_network_then_regrows_epochs(study) -> None:
     storage, space, todo = study
     executor = WidthCostExecutor()
-    cap = 2.5 * _seconds(48, 1)  # 2 epochs fit at width 48, fewer than min_epochs
+    cap = 2.2 * _seconds(48, 1)  # 2 epochs fit at width 48, fewer than min_epochs
     plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, executor, 1,
                       max_seconds=cap, min_width=16, min_epochs=5)
-    assert plan.budget.epochs == 5 and plan.budget.width < 48
+    assert _seconds(32, 5) > cap >= _seconds(24, 5)  # 24 is the widest that fits 5 epochs
+    assert plan.budget.width == 24 and executor.widths[-1] == 24
+    assert plan.budget.epochs == int(cap // _seconds(24, 1)) == 8  # grown back to fill the cap
     assert plan.seconds <= cap
-    assert _seconds(plan.budget.width + WIDTH_STEP, 5) > cap  # the widest that fits 5 epochs
-    assert "final.min_epochs, at a narrower width (2 fit at 48)" in plan.note
-    assert f"width {plan.budget.width} instead" in plan.note
+    assert "2 epoch(s) fit at width 48, fewer than final.min_epochs (5)" in plan.note
+    assert "width 24 instead" in plan.note and "at width 24 8 epochs fit" in plan.note
+
+
+def test_regrown_epochs_stop_at_the_budget_epochs(study) -> None:
+    storage, space, todo = study
+    cap = 2.2 * _seconds(48, 1)
+    plan = plan_final(storage, space, todo, Budget(epochs=7, width=48), {}, WidthCostExecutor(),
+                      1, max_seconds=cap, min_width=16, min_epochs=5)
+    assert (plan.budget.width, plan.budget.epochs) == (24, 7)
 
 
 def test_min_epochs_is_checked_and_stored() -> None:

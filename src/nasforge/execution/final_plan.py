@@ -136,7 +136,8 @@ def plan_final(
     ``max_seconds`` caps the step's estimate: with ``min_width`` below the budget's width the
     cap first narrows the networks (multiples of ``WIDTH_STEP``, not below ``min_width``; each
     width probed), then cuts epochs; with ``min_epochs`` as well it first cuts epochs down to
-    ``min_epochs`` and narrows only when those do not fit at full width. With ``max_epochs``
+    ``min_epochs`` and narrows only when those do not fit at full width (then, at the width
+    found, the epochs grow back as far as the cap allows, up to the budget's). With ``max_epochs``
     above the budget's epochs, an estimate under the cap grows the epochs up to ``max_epochs``
     while it stays within ``GROW_MARGIN`` of the cap and of ``seconds_left`` (what a time
     limit leaves, less the probes' time). A plan stored earlier for the same budget is reused
@@ -170,17 +171,20 @@ def plan_final(
     notes = []
     capped = stored_plan is None and max_seconds is not None and seconds > max_seconds
     narrow = capped and min_width is not None and min_width < planned.width
+    regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
     if narrow and min_epochs is not None and min_epochs < planned.epochs:
         fit = _epochs_within(planned, probes, total, max_seconds)
-        epochs = max(fit, min_epochs)
-        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
-                     f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
-                     f"learning-rate schedule spans {epochs})" + (
-                         "" if fit >= min_epochs else
-                         f", final.min_epochs, at a narrower width ({fit} fit at {budget.width})"))
-        planned = planned.replace(epochs=epochs)
+        if fit >= min_epochs:
+            notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
+                         f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
+                         f"learning-rate schedule spans {fit})")
+        else:
+            notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
+                         f"of {max_seconds:.0f}s and {fit} epoch(s) fit at width {budget.width}, "
+                         f"fewer than final.min_epochs ({min_epochs}): a narrower network")
+        planned = planned.replace(epochs=max(fit, min_epochs))
         seconds, per_run = total(planned, probes)
-        narrow = fit < min_epochs
+        narrow = regrow = fit < min_epochs
     if narrow:
         first = seconds
         width, tries = planned.width, 0
@@ -198,6 +202,16 @@ def plan_final(
             notes.append(f"estimated {first:.0f}s for {planned.epochs} epochs at width "
                          f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
                          f"{planned.width} instead ({seconds:.0f}s)")
+        if regrow and planned.width != budget.width and seconds <= max_seconds:
+            epochs = planned.epochs
+            while epochs < budget.epochs and \
+                    total(planned.replace(epochs=epochs + 1), probes)[0] <= max_seconds:
+                epochs += 1
+            if epochs > planned.epochs:
+                planned = planned.replace(epochs=epochs)
+                seconds, per_run = total(planned, probes)
+                notes.append(f"at width {planned.width} {epochs} epochs fit: training {epochs} "
+                             f"({seconds:.0f}s; the learning-rate schedule spans {epochs})")
     if capped and seconds > max_seconds and planned.epochs > 1:
         epochs = _epochs_within(planned, probes, total, max_seconds)
         notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
