@@ -1,0 +1,30 @@
+"""Review of session 11's final plan (``final.min_epochs``): a shorter final budget set on the
+command line, ``min_epochs: 1`` when even one epoch is over the cap, and a resume of a grown
+plan whose budget sets ``schedule_epochs``."""
+
+from __future__ import annotations
+
+import pytest
+
+from nasforge.config import apply_overrides, load_config
+from nasforge.errors import ConfigError
+from nasforge.evaluation.budget import Budget
+from nasforge.execution.final_plan import plan_final
+from tests.test_final_width_cut import WidthCostExecutor, _seconds, study  # noqa: F401
+
+
+def test_quick_takes_a_final_budget_shorter_than_min_epochs() -> None:
+    # the search command's own hint: "--set final.budget.epochs=N shortens it"
+    quick = load_config("quick")
+    short = apply_overrides(quick, ["final.budget.epochs=3"])
+    assert short.final.budget.epochs == 3 and short.final.min_epochs == quick.final.min_epochs
+    with pytest.raises(ConfigError, match="final.min_epochs"):
+        apply_overrides(quick, ["final.min_epochs=0"])
+
+
+def test_min_epochs_above_the_budget_epochs_narrows_first(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    cap = 0.6 * _seconds(48, 4)  # 4 epochs do not fit at width 48; they do at 32 (0.44)
+    plan = plan_final(storage, space, todo, Budget(epochs=4, width=48), {}, WidthCostExecutor(),
+                      1, max_seconds=cap, min_width=16, min_epochs=6)
+    assert (plan.budget.width, plan.budget.epochs) == (32, 4)
