@@ -28,3 +28,12 @@ def test_min_epochs_above_the_budget_epochs_narrows_first(study) -> None:  # noq
     plan = plan_final(storage, space, todo, Budget(epochs=4, width=48), {}, WidthCostExecutor(),
                       1, max_seconds=cap, min_width=16, min_epochs=6)
     assert (plan.budget.width, plan.budget.epochs) == (32, 4)
+
+
+def test_min_epochs_one_narrows_when_one_epoch_is_over_the_cap(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    cap = 0.5 * _seconds(48, 1)  # not even one epoch fits at width 48; one does at 32 (0.44)
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, WidthCostExecutor(),
+                      1, max_seconds=cap, min_width=16, min_epochs=1)
+    assert plan.budget.width < 48 and plan.seconds <= cap
+    assert "training 1 epoch(s) instead" not in plan.note.split(";")[0]

@@ -174,6 +174,8 @@ def plan_final(
     regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
     if narrow and min_epochs is not None and min_epochs < planned.epochs:
         fit = _epochs_within(planned, probes, total, max_seconds)
+        if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
+            fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
         if fit >= min_epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
                          f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
