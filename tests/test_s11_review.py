@@ -37,3 +37,13 @@ def test_min_epochs_one_narrows_when_one_epoch_is_over_the_cap(study) -> None:  
                       1, max_seconds=cap, min_width=16, min_epochs=1)
     assert plan.budget.width < 48 and plan.seconds <= cap
     assert "training 1 epoch(s) instead" not in plan.note.split(";")[0]
+
+
+def test_a_resume_trains_a_grown_plan_whose_budget_sets_schedule_epochs(study) -> None:  # noqa: F811
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=32, schedule_epochs=12)
+    grown = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                       max_seconds=2.0 * _seconds(32, 12), max_epochs=40)
+    assert grown.budget.epochs > 12
+    again = plan_final(storage, space, [], budget, {}, WidthCostExecutor(), 1)
+    assert again.budget == grown.budget  # same budget key: the runs stored are found

@@ -147,8 +147,9 @@ def plan_final(
     stored_plan = storage.meta_value(_plan_key(budget))
     planned = budget
     if stored_plan:
-        planned = budget.replace(epochs=int(stored_plan["epochs"]),
-                                 width=int(stored_plan.get("width", budget.width)))
+        # as the plan made it: grown epochs raised schedule_epochs with them (_with_epochs)
+        planned = _with_epochs(budget, int(stored_plan["epochs"])).replace(
+            width=int(stored_plan.get("width", budget.width)))
     stored_note = None
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
