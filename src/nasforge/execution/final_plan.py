@@ -23,7 +23,10 @@ plan instead **grows** the epochs (up to ``max_epochs``) while the estimate stay
 ``final.min_width`` set, it first cuts **width** instead: the
 same genome, narrower (a multiple of ``WIDTH_STEP``, not below ``min_width``), guessed from
 cost ~ width^2 and probed, at most ``MAX_WIDTH_PROBES`` widths; epochs are cut only if the
-narrowest still does not fit. The decided epochs and width are stored in the study (``meta``
+narrowest still does not fit. With ``final.min_epochs`` as well, the cap first cuts epochs
+down to ``min_epochs`` and narrows only when fewer fit at full width; the epochs then grow back
+at the narrower width to fill the cap (up to the budget's epochs; ``final.max_epochs`` never
+grows a narrowed network). The decided epochs and width are stored in the study (``meta``
 key ``final_plan:<budget key>``), so a ``--resume`` trains, and finds stored, exactly the same
 runs.
 """
