@@ -200,14 +200,17 @@ def plan_final(
             width = max(min_width, min(guess, width - WIDTH_STEP))
             narrower = planned.replace(width=width)
             measured = _probe(storage, space, todo, narrower, data, executor, reporter)
-            if not measured:
-                break
+            if not measured or not set(probes) <= set(measured):
+                break  # a genome not measured at this width would count 0 s: stay wider
             planned, probes, tries = narrower, measured, tries + 1
             seconds, per_run = total(planned, probes)
         if planned.width != budget.width:
             notes.append(f"estimated {first:.0f}s for {planned.epochs} epochs at width "
                          f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
                          f"{planned.width} instead ({seconds:.0f}s)")
+        elif regrow:  # the narrower probe failed: say so after "a narrower network"
+            notes.append(f"no narrower width could be estimated: epochs are cut at width "
+                         f"{budget.width}")
         if regrow and planned.width != budget.width and seconds <= max_seconds:
             epochs = planned.epochs
             while epochs < budget.epochs and \
