@@ -124,7 +124,8 @@ class FinalConfig:
     min_width: int | None = None
     #: with a cap and ``min_width``: cut epochs first, down to this many, and narrow the
     #: networks only when even these do not fit at full width (a short budget trains a narrower
-    #: network for more epochs); None: narrow first
+    #: network for more epochs: at the width found the epochs grow back to fill the cap, up to
+    #: ``budget.epochs``); at or above ``budget.epochs``: narrow first, as None
     min_epochs: int | None = None
     #: with a cap, an estimate under it grows the epochs up to this (the time the command was
     #: given is used; see ``execution.final_plan``); None: epochs are never grown
@@ -358,9 +359,11 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         if final.min_width is not None and not 1 <= final.min_width <= final.budget.width:
             raise ConfigError(f"{source}: 'final.min_width' must be between 1 and the final "
                               f"width ({final.budget.width}), got {final.min_width}")
-        if final.min_epochs is not None and not 1 <= final.min_epochs <= final.budget.epochs:
-            raise ConfigError(f"{source}: 'final.min_epochs' must be between 1 and the final "
-                              f"epochs ({final.budget.epochs}), got {final.min_epochs}")
+        # above the final epochs it is allowed (a cap then narrows before cutting any epoch):
+        # ``--set final.budget.epochs=3`` on quick (min_epochs 6) must still parse
+        if final.min_epochs is not None and final.min_epochs < 1:
+            raise ConfigError(f"{source}: 'final.min_epochs' must be at least 1, "
+                              f"got {final.min_epochs}")
         if final.min_epochs is not None and final.min_width is None:
             raise ConfigError(f"{source}: 'final.min_epochs' says when a cap narrows the "
                               "networks: set 'final.min_width' as well")

@@ -23,7 +23,10 @@ plan instead **grows** the epochs (up to ``max_epochs``) while the estimate stay
 ``final.min_width`` set, it first cuts **width** instead: the
 same genome, narrower (a multiple of ``WIDTH_STEP``, not below ``min_width``), guessed from
 cost ~ width^2 and probed, at most ``MAX_WIDTH_PROBES`` widths; epochs are cut only if the
-narrowest still does not fit. The decided epochs and width are stored in the study (``meta``
+narrowest still does not fit. With ``final.min_epochs`` as well, the cap first cuts epochs
+down to ``min_epochs`` and narrows only when fewer fit at full width; the epochs then grow back
+at the narrower width to fill the cap (up to the budget's epochs; ``final.max_epochs`` never
+grows a narrowed network). The decided epochs and width are stored in the study (``meta``
 key ``final_plan:<budget key>``), so a ``--resume`` trains, and finds stored, exactly the same
 runs.
 """
@@ -147,8 +150,9 @@ def plan_final(
     stored_plan = storage.meta_value(_plan_key(budget))
     planned = budget
     if stored_plan:
-        planned = budget.replace(epochs=int(stored_plan["epochs"]),
-                                 width=int(stored_plan.get("width", budget.width)))
+        # as the plan made it: grown epochs raised schedule_epochs with them (_with_epochs)
+        planned = _with_epochs(budget, int(stored_plan["epochs"])).replace(
+            width=int(stored_plan.get("width", budget.width)))
     stored_note = None
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
@@ -174,6 +178,8 @@ def plan_final(
     regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
     if narrow and min_epochs is not None and min_epochs < planned.epochs:
         fit = _epochs_within(planned, probes, total, max_seconds)
+        if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
+            fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
         if fit >= min_epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
                          f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
@@ -194,14 +200,17 @@ def plan_final(
             width = max(min_width, min(guess, width - WIDTH_STEP))
             narrower = planned.replace(width=width)
             measured = _probe(storage, space, todo, narrower, data, executor, reporter)
-            if not measured:
-                break
+            if not measured or not set(probes) <= set(measured):
+                break  # a genome not measured at this width would count 0 s: stay wider
             planned, probes, tries = narrower, measured, tries + 1
             seconds, per_run = total(planned, probes)
         if planned.width != budget.width:
             notes.append(f"estimated {first:.0f}s for {planned.epochs} epochs at width "
                          f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
                          f"{planned.width} instead ({seconds:.0f}s)")
+        elif regrow:  # the narrower probe failed: say so after "a narrower network"
+            notes.append(f"no narrower width could be estimated: epochs are cut at width "
+                         f"{budget.width}")
         if regrow and planned.width != budget.width and seconds <= max_seconds:
             epochs = planned.epochs
             while epochs < budget.epochs and \
