@@ -91,10 +91,18 @@ def test_without_min_width_the_cap_cuts_epochs_only(study) -> None:
     assert executor.widths == [48]
 
 
-def test_min_width_is_checked_against_the_final_width() -> None:
-    raw = tiny_config_dict(final={"top": 1, "min_width": 64, "budget": {"width": 48}})
-    with pytest.raises(ConfigError, match="min_width"):
+def test_min_width_is_checked_and_one_above_the_width_never_narrows(study) -> None:
+    raw = tiny_config_dict(final={"top": 1, "min_width": 0, "budget": {"width": 48}})
+    with pytest.raises(ConfigError, match="min_width' must be >= 1, got 0"):
         config_from_dict(raw, "bad")
+    # quick (min_width 24) with --set final.budget.width=16: accepted, the cap cuts epochs only
+    wide = tiny_config_dict(final={"top": 1, "min_width": 24, "budget": {"width": 16}})
+    assert config_from_dict(wide, "ok").final.min_width == 24
+    storage, space, todo = study
+    executor = WidthCostExecutor()
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=16), {}, executor, 1,
+                      max_seconds=0.5 * _seconds(16, 12), min_width=24, min_epochs=6)
+    assert (plan.budget.width, plan.budget.epochs) == (16, 6) and executor.widths == [16]
     ok = tiny_config_dict(final={"top": 1, "min_width": 32, "budget": {"width": 48}})
     parsed = config_from_dict(ok, "ok")
     assert parsed.final.min_width == 32

@@ -120,7 +120,8 @@ class FinalConfig:
     #: sooner one after another on both cores (``workers: 1``) than 2 + 1 on one core each
     workers: int | None = None
     #: with a cap, narrow the final networks first (same genome, width down to this, a
-    #: multiple of 8) and cut epochs only below it; None: a cap cuts epochs only
+    #: multiple of 8) and cut epochs only below it; None (or at least ``budget.width``): a cap
+    #: cuts epochs only
     min_width: int | None = None
     #: with a cap and ``min_width``: cut epochs first, down to this many, and narrow the
     #: networks only when even these do not fit at full width (a short budget trains a narrower
@@ -356,9 +357,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
         if final.workers is not None and final.workers < 1:
             raise ConfigError(f"{source}: 'final.workers' must be >= 1, got {final.workers}")
-        if final.min_width is not None and not 1 <= final.min_width <= final.budget.width:
-            raise ConfigError(f"{source}: 'final.min_width' must be between 1 and the final "
-                              f"width ({final.budget.width}), got {final.min_width}")
+        if final.min_width is not None and final.min_width < 1:  # >= the width: not narrowed
+            raise ConfigError(f"{source}: 'final.min_width' must be >= 1, got {final.min_width}")
         # above the final epochs it is allowed (a cap then narrows before cutting any epoch):
         # ``--set final.budget.epochs=3`` on quick (min_epochs 6) must still parse
         if final.min_epochs is not None and final.min_epochs < 1:
