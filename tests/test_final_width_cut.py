@@ -96,14 +96,16 @@ def test_min_width_is_checked_and_one_above_the_width_never_narrows(study) -> No
     with pytest.raises(ConfigError, match="min_width' must be >= 1, got 0"):
         config_from_dict(raw, "bad")
     # quick (min_width 24) with --set final.budget.width=16: accepted, the cap cuts epochs only
-    wide = tiny_config_dict(final={"top": 1, "min_width": 24, "budget": {"width": 16}})
+    wide = tiny_config_dict(final={"top": 1, "min_width": 24, "max_seconds": 60,
+                                   "budget": {"width": 16}})
     assert config_from_dict(wide, "ok").final.min_width == 24
     storage, space, todo = study
     executor = WidthCostExecutor()
     plan = plan_final(storage, space, todo, Budget(epochs=12, width=16), {}, executor, 1,
                       max_seconds=0.5 * _seconds(16, 12), min_width=24, min_epochs=6)
     assert (plan.budget.width, plan.budget.epochs) == (16, 6) and executor.widths == [16]
-    ok = tiny_config_dict(final={"top": 1, "min_width": 32, "budget": {"width": 48}})
+    ok = tiny_config_dict(final={"top": 1, "min_width": 32, "total_seconds": "9m",
+                                 "budget": {"width": 48}})
     parsed = config_from_dict(ok, "ok")
     assert parsed.final.min_width == 32
     assert config_from_dict(parsed.to_dict(), "again").final.min_width == 32  # stored, resumed
@@ -153,3 +155,11 @@ def test_min_epochs_is_checked_and_stored() -> None:
                        ({"min_width": None}, "set 'final.min_width' as well")):
         with pytest.raises(ConfigError, match=match):
             config_from_dict(tiny_config_dict(final={**final, **bad}), "bad")
+
+
+@pytest.mark.parametrize("key", ["min_width", "min_epochs"])
+def test_cut_settings_without_a_cap_are_refused(key: str) -> None:
+    final = {"top": 1, "min_width": 24, key: 4 if key == "min_epochs" else 24,
+             "budget": {"width": 48, "epochs": 8}}
+    with pytest.raises(ConfigError, match=f"'final.{key}' .*: set 'final.max_seconds' or"):
+        config_from_dict(tiny_config_dict(final=final), "bad")

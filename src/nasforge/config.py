@@ -370,10 +370,13 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         if final.max_epochs is not None and final.max_epochs < final.budget.epochs:
             raise ConfigError(f"{source}: 'final.max_epochs' must be at least the final "
                               f"epochs ({final.budget.epochs}), got {final.max_epochs}")
-        if final.max_epochs is not None and final.max_seconds is None \
-                and final.total_seconds is None:
-            raise ConfigError(f"{source}: 'final.max_epochs' grows the epochs up to a cap: set "
-                              "'final.max_seconds' or 'final.total_seconds' as well")
+        uncapped = final.max_seconds is None and final.total_seconds is None
+        for key, what in (("max_epochs", "grows the epochs up to a cap"),
+                          ("min_epochs", "says how a cap cuts"),
+                          ("min_width", "narrows the networks under a cap")):
+            if getattr(final, key) is not None and uncapped:
+                raise ConfigError(f"{source}: 'final.{key}' {what}: set 'final.max_seconds' "
+                                  "or 'final.total_seconds' as well")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.evaluation.prefilter_spec import parse_prefilter
