@@ -16,8 +16,8 @@ runs still to train take on ``workers`` at once, each run to the worker free fir
 (:func:`makespan`).
 
 Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
-the cap, the cap cuts **epochs** (every epoch count keeps its own full learning-rate schedule),
-down to at least one epoch. With ``final.max_epochs`` set and an estimate under the cap, the
+the cap, the cap cuts **epochs** (every epoch count keeps its own full learning-rate schedule,
+unless the budget sets ``schedule_epochs``, which stays), down to at least one epoch. With ``final.max_epochs`` set and an estimate under the cap, the
 plan instead **grows** the epochs (up to ``max_epochs``) while the estimate stays within
 ``GROW_MARGIN`` of the cap, so a cheap network uses the time the command was given. With
 ``final.min_width`` set, it first cuts **width** instead: the
@@ -157,7 +157,7 @@ def plan_final(
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
                        f"{planned.width} (the config says {budget.epochs} at {budget.width}; "
-                       f"caps and final.max_epochs are not applied again)")
+                       f"caps, final.min_width, min_epochs and max_epochs are not applied again)")
     if not todo:
         return FinalPlan(planned, 0.0, {}, {}, 0.0, stored_note)
     started = time.time()
@@ -181,9 +181,10 @@ def plan_final(
         if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
             fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
         if fit >= min_epochs:
+            span = planned.replace(epochs=fit).schedule_span
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
                          f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
-                         f"learning-rate schedule spans {fit})")
+                         f"learning-rate schedule spans {span})")
         else:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
                          f"of {max_seconds:.0f}s and {fit} epoch(s) fit at width {budget.width}, "
@@ -220,13 +221,14 @@ def plan_final(
                 planned = planned.replace(epochs=epochs)
                 seconds, per_run = total(planned, probes)
                 notes.append(f"at width {planned.width} {epochs} epochs fit: training {epochs} "
-                             f"({seconds:.0f}s; the learning-rate schedule spans {epochs})")
+                             f"({seconds:.0f}s; the learning-rate schedule spans "
+                             f"{planned.schedule_span})")
     if capped and seconds > max_seconds and planned.epochs > 1:
         epochs = _epochs_within(planned, probes, total, max_seconds)
-        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
+        planned_epochs, planned = planned.epochs, planned.replace(epochs=epochs)
+        notes.append(f"estimated {seconds:.0f}s for {planned_epochs} epochs exceeds the cap of "
                      f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
-                     f"learning-rate schedule spans {epochs})")
-        planned = planned.replace(epochs=epochs)
+                     f"learning-rate schedule spans {planned.schedule_span})")
         seconds, per_run = total(planned, probes)
     limits = [c for c in (max_seconds, None if seconds_left is None
                           else seconds_left - (time.time() - started)) if c is not None]
