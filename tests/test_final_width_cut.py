@@ -163,3 +163,13 @@ def test_cut_settings_without_a_cap_are_refused(key: str) -> None:
              "budget": {"width": 48, "epochs": 8}}
     with pytest.raises(ConfigError, match=f"'final.{key}' .*: set 'final.max_seconds' or"):
         config_from_dict(tiny_config_dict(final=final), "bad")
+
+
+def test_regrown_epochs_stay_within_the_time_limit_left(study) -> None:
+    storage, space, todo = study
+    cap = 2.2 * _seconds(48, 1)
+    plan = plan_final(storage, space, todo, Budget(epochs=12, width=48), {}, WidthCostExecutor(),
+                      1, max_seconds=cap, min_width=16, min_epochs=5,
+                      seconds_left=6.5 * _seconds(24, 1))
+    assert (plan.budget.width, plan.budget.epochs) == (24, 6)  # 8 fit the cap, 6 the limit
+    assert plan.fits(6.5 * _seconds(24, 1))

@@ -212,10 +212,12 @@ def plan_final(
         elif regrow:  # the narrower probe failed: say so after "a narrower network"
             notes.append(f"no narrower width could be estimated: epochs are cut at width "
                          f"{budget.width}")
-        if regrow and planned.width != budget.width and seconds <= max_seconds:
+        limit = max_seconds if seconds_left is None else min(
+            max_seconds, seconds_left - (time.time() - started))  # a time limit's rest too
+        if regrow and planned.width != budget.width and seconds <= limit:
             epochs = planned.epochs
             while epochs < budget.epochs and \
-                    total(planned.replace(epochs=epochs + 1), probes)[0] <= max_seconds:
+                    total(planned.replace(epochs=epochs + 1), probes)[0] <= limit:
                 epochs += 1
             if epochs > planned.epochs:
                 planned = planned.replace(epochs=epochs)
