@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from nasforge.cli import build_parser
-from nasforge.config import FinalConfig, RunConfig, load_config
+from nasforge.config import FinalConfig, RunConfig, available_presets, load_config
 from nasforge.execution.executors import DEFAULT_STARTUP_TIMEOUT
 from nasforge.objectives import measure_latency
 
@@ -45,3 +45,8 @@ def test_quick_preset_figures_the_readme_quotes() -> None:
     assert (f"(up to {quick.final.budget.epochs} epochs, Adam with cosine schedule and flips, "
             f"width {quick.final.budget.width})") in text
     assert f"`final.total_seconds: {quick.final.total_seconds:g}`" in text
+
+
+def test_every_preset_is_named_in_the_readme() -> None:
+    missing = [name for name in available_presets() if f"`{name}`" not in README]
+    assert not missing, f"presets the README never names: {missing}"
