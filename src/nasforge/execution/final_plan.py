@@ -137,15 +137,20 @@ def plan_final(
     width probed), then cuts epochs; with ``max_epochs`` above the budget's epochs, an estimate
     under the cap grows the epochs up to ``max_epochs`` while it stays within ``GROW_MARGIN``
     of the cap and of ``seconds_left`` (what a time limit leaves, less the probes' time). A plan stored earlier for the same budget is reused (so a
-    resume trains the same runs). Raises nothing for a failed probe: that genome is estimated
+    resume trains the same runs; its ``schedule_epochs`` raised with grown epochs as when it
+    was planned); a damaged stored plan is planned again and replaced, the note saying so. Raises nothing for a failed probe: that genome is estimated
     at 0 seconds and its run reports the failure itself.
     """
     stored_plan = storage.meta_value(_plan_key(budget))
-    planned = budget
-    if stored_plan:
-        planned = budget.replace(epochs=int(stored_plan["epochs"]),
-                                 width=int(stored_plan.get("width", budget.width)))
-    stored_note = None
+    planned, stored_note = budget, None
+    if stored_plan is not None:
+        sizes = _stored_sizes(stored_plan, budget)
+        if sizes is None:  # damaged (edited, another version): plan again and store that
+            stored_note = (f"the plan stored earlier ({_plan_key(budget)}) is damaged "
+                           f"({stored_plan!r}): planned again")
+            stored_plan = None
+        else:
+            planned = _with_epochs(budget, sizes[0]).replace(width=sizes[1])
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
                        f"{planned.width} (the config says {budget.epochs} at {budget.width}; "
@@ -213,6 +218,17 @@ def plan_final(
                                                    "width": planned.width, "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
     return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def _stored_sizes(stored: Any, budget: Budget) -> tuple[int, int] | None:
+    """(epochs, width) of a stored plan (width defaults to ``budget``'s); None when the stored
+    value is not a mapping of positive integers."""
+    if not isinstance(stored, dict):
+        return None
+    sizes = (stored.get("epochs"), stored.get("width", budget.width))
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        return sizes[0], sizes[1]
+    return None
 
 
 def _with_epochs(budget: Budget, epochs: int) -> Budget:
