@@ -45,6 +45,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from nasforge.storage.records import single_view_acc
     from nasforge.study import load_study
 
     study = load_study(args.file)
@@ -83,7 +84,7 @@ def cmd_best(args: argparse.Namespace) -> int:
         print("final trainings:")
         for f in finals:
             acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
-            single = (f.metrics or {}).get("test_acc_single_view")
+            single = single_view_acc(f.metrics)
             if single is not None:
                 acc += f" (flip-averaged; single view {single:.4f})"
             if f.status == "interrupted":
