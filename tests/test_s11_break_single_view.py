@@ -54,3 +54,28 @@ def test_commands_leave_a_damaged_single_view_figure_out(
 
         with sqlite3.connect(study) as conn:  # leave the module's study as it was
             conn.execute("DELETE FROM final_runs")
+
+
+def test_export_says_what_a_flip_tta_file_reproduces(
+        trained_study: dict[str, Any], tmp_path: Path, capsys) -> None:  # noqa: F811
+    """The printed test accuracy of a ``tta: flip`` run is flip-averaged: the export line says
+    that TorchScript/ONNX include the averaging and that a state_dict does not (its figure
+    is the single-view one)."""
+    study = trained_study["study"]
+    _add_final_run(trained_study, 6, "g_flip_w6_s0.pt", Budget(epochs=2, width=6, tta="flip"),
+                   0.72, {"test_acc_single_view": 0.70})
+    try:
+        assert main(["export", str(study), "--format", "state_dict", "-o",
+                     str(tmp_path / "n.sd")]) == 0
+        out = capsys.readouterr().out
+        assert "final test acc 0.7200 (seed 0, flip-averaged)" in out
+        assert "the state_dict is the plain network (single view 0.7000)" in out
+        assert main(["export", str(study), "--format", "torchscript", "-o",
+                     str(tmp_path / "n.pt")]) == 0
+        out = capsys.readouterr().out
+        assert "the file averages each image and its mirror" in out
+    finally:
+        import sqlite3
+
+        with sqlite3.connect(study) as conn:  # leave the module's study as it was
+            conn.execute("DELETE FROM final_runs")
