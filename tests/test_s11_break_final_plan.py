@@ -39,3 +39,20 @@ def test_a_grown_plan_with_schedule_epochs_is_found_by_a_resume(study) -> None: 
     assert grown.budget.epochs > 12
     again = plan_final(storage, space, [], budget, {}, WidthCostExecutor(), 1)
     assert again.budget == grown.budget  # same budget key: its stored runs are found
+
+
+def test_a_plan_deferred_by_the_time_limit_is_not_stored(study) -> None:  # noqa: F811
+    """A final step that does not fit in what the time limit leaves trains nothing (left for
+    ``--resume``): its plan must not be stored, or the resume, with time enough, would train
+    the config's epochs instead of growing them."""
+    storage, space, todo = study
+    budget = Budget(epochs=12, width=32)
+    left = 0.5 * _seconds(32, 12)
+    deferred = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                          max_seconds=3.0 * _seconds(32, 12), max_epochs=40, seconds_left=left)
+    assert not deferred.fits(left)
+    assert storage.meta_value(_plan_key(budget)) is None
+    resumed = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
+                         max_seconds=3.0 * _seconds(32, 12), max_epochs=40)
+    assert resumed.budget.epochs == 33  # grown: floor(0.92 * 3 * 12)
+    assert storage.meta_value(_plan_key(budget))["epochs"] == 33

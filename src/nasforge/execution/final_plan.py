@@ -213,7 +213,9 @@ def plan_final(
             seconds, per_run = total(planned, probes)
     note = "; ".join(([stored_note] if stored_note else []) + notes) or None
     probe_seconds = time.time() - started
-    if stored_plan is None and (max_seconds is not None or note is not None):
+    # a plan that does not fit in the time left trains nothing now: a resume plans afresh
+    if stored_plan is None and (max_seconds is not None or note is not None) and (
+            seconds_left is None or seconds <= seconds_left):
         storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs,
                                                    "width": planned.width, "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
