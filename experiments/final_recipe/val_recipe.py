@@ -30,7 +30,9 @@ space = chosen_network_space(config.space.name, dict(config.space.settings))  # 
 genome = space.genome_from_dict(json.loads(open(genome_path).read()))
 budget = config.final.budget.replace(**{"threads": threads, "validate_every": "last",
                                        "precision": "fp32", "channels_last": True,
-                                       "seed": 1, **overrides})
+                                       "seed": 1, "tta": None, **overrides})
+# tta None: the plain column is single view (a preset's ``tta: flip`` made both columns the
+# flip-averaged figure in session 11's first runs, experiments/quick/session11)
 set_determinism(1)
 model = space.build(genome, splits.input_shape, splits.num_classes, budget.width)
 began = time.time()

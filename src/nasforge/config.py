@@ -120,8 +120,14 @@ class FinalConfig:
     #: sooner one after another on both cores (``workers: 1``) than 2 + 1 on one core each
     workers: int | None = None
     #: with a cap, narrow the final networks first (same genome, width down to this, a
-    #: multiple of 8) and cut epochs only below it; None: a cap cuts epochs only
+    #: multiple of 8) and cut epochs only below it; None (or at least ``budget.width``): a cap
+    #: cuts epochs only
     min_width: int | None = None
+    #: with a cap and ``min_width``: cut epochs first, down to this many, and narrow the
+    #: networks only when even these do not fit at full width (a short budget trains a narrower
+    #: network for more epochs: at the width found the epochs grow back to fill the cap, up to
+    #: ``budget.epochs``); at or above ``budget.epochs``: narrow first, as None
+    min_epochs: int | None = None
     #: with a cap, an estimate under it grows the epochs up to this (the time the command was
     #: given is used; see ``execution.final_plan``); None: epochs are never grown
     max_epochs: int | None = None
@@ -202,7 +208,8 @@ class SearchConfig:
                 "seeds": self.final.seeds,
                 "budget": self.final.budget.to_dict(),
             }
-            for key in ("max_seconds", "total_seconds", "workers", "min_width", "max_epochs"):
+            for key in ("max_seconds", "total_seconds", "workers", "min_width", "min_epochs",
+                        "max_epochs"):
                 if getattr(self.final, key) is not None:
                     out["final"][key] = getattr(self.final, key)
             if self.final.pick != "best":
@@ -326,7 +333,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
     if top.get("final") is not None:
         f = _check_keys("final", top["final"],
                         {"top", "seeds", "budget", "max_seconds", "total_seconds", "pick",
-                         "workers", "min_width", "max_epochs"},
+                         "workers", "min_width", "min_epochs", "max_epochs"},
                         source)
         if f.get("pick", "best") not in ("best", "front"):
             raise ConfigError(f"{source}: 'final.pick' must be best or front, got {f['pick']!r}")
@@ -341,6 +348,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
                      else _typed("final", "workers", f.get("workers"), "int", source)),
             min_width=(None if f.get("min_width") is None
                        else _typed("final", "min_width", f.get("min_width"), "int", source)),
+            min_epochs=(None if f.get("min_epochs") is None
+                        else _typed("final", "min_epochs", f.get("min_epochs"), "int", source)),
             max_epochs=(None if f.get("max_epochs") is None
                         else _typed("final", "max_epochs", f.get("max_epochs"), "int", source)),
         )
@@ -348,16 +357,26 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
             raise ConfigError(f"{source}: 'final.top' and 'final.seeds' must be >= 1")
         if final.workers is not None and final.workers < 1:
             raise ConfigError(f"{source}: 'final.workers' must be >= 1, got {final.workers}")
-        if final.min_width is not None and not 1 <= final.min_width <= final.budget.width:
-            raise ConfigError(f"{source}: 'final.min_width' must be between 1 and the final "
-                              f"width ({final.budget.width}), got {final.min_width}")
+        if final.min_width is not None and final.min_width < 1:  # >= the width: not narrowed
+            raise ConfigError(f"{source}: 'final.min_width' must be >= 1, got {final.min_width}")
+        # above the final epochs it is allowed (a cap then narrows before cutting any epoch):
+        # ``--set final.budget.epochs=3`` on quick (min_epochs 6) must still parse
+        if final.min_epochs is not None and final.min_epochs < 1:
+            raise ConfigError(f"{source}: 'final.min_epochs' must be at least 1, "
+                              f"got {final.min_epochs}")
+        if final.min_epochs is not None and final.min_width is None:
+            raise ConfigError(f"{source}: 'final.min_epochs' says when a cap narrows the "
+                              "networks: set 'final.min_width' as well")
         if final.max_epochs is not None and final.max_epochs < final.budget.epochs:
             raise ConfigError(f"{source}: 'final.max_epochs' must be at least the final "
                               f"epochs ({final.budget.epochs}), got {final.max_epochs}")
-        if final.max_epochs is not None and final.max_seconds is None \
-                and final.total_seconds is None:
-            raise ConfigError(f"{source}: 'final.max_epochs' grows the epochs up to a cap: set "
-                              "'final.max_seconds' or 'final.total_seconds' as well")
+        uncapped = final.max_seconds is None and final.total_seconds is None
+        for key, what in (("max_epochs", "grows the epochs up to a cap"),
+                          ("min_epochs", "says how a cap cuts"),
+                          ("min_width", "narrows the networks under a cap")):
+            if getattr(final, key) is not None and uncapped:
+                raise ConfigError(f"{source}: 'final.{key}' {what}: set 'final.max_seconds' "
+                                  "or 'final.total_seconds' as well")
     prefilter = top.get("prefilter")
     if prefilter is not None:
         from nasforge.evaluation.prefilter_spec import parse_prefilter

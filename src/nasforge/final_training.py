@@ -94,6 +94,7 @@ def train_final(
     workers: int = 1,
     max_seconds: float | None = None,
     min_width: int | None = None,
+    min_epochs: int | None = None,
     max_epochs: int | None = None,
     seconds_left: float | None = None,
     nproc: int = 1,
@@ -108,7 +109,8 @@ def train_final(
 
     Before training, the cost is estimated and printed (``final_plan.plan_final``: one probe
     per genome on ``executor``, whose ``workers`` runs train at once); ``max_seconds`` caps the
-    estimate by cutting epochs (with ``min_width``, width first), and an estimate under it
+    estimate by cutting epochs (with ``min_width``, width first; with ``min_epochs`` as well,
+    epochs down to it first), and an estimate under it
     grows the epochs up to ``max_epochs``; when the estimate does not fit in ``seconds_left`` (what is
     left of a time limit) nothing is trained and None is returned (left for ``--resume``).
 
@@ -133,7 +135,8 @@ def train_final(
     if todo:
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
                           max_seconds=max_seconds, reporter=reporter, min_width=min_width,
-                          max_epochs=max_epochs, seconds_left=seconds_left)
+                          min_epochs=min_epochs, max_epochs=max_epochs,
+                          seconds_left=seconds_left)
         for line in describe_plan(plan):
             reporter.message(line)
         if not plan.fits(seconds_left):

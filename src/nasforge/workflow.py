@@ -163,7 +163,7 @@ class SearchJob:
             search.storage, search.space, entries, final.budget, final.seeds, data_dict(config),
             self._executor, config.seed, self.reporter, workers=final_workers,
             max_seconds=max(1.0, min(caps)) if caps else None, min_width=final.min_width,
-            max_epochs=final.max_epochs,
+            min_epochs=final.min_epochs, max_epochs=final.max_epochs,
             nproc=config.run.devices_per_trial,
             seconds_left=(None if config.run.time_limit is None
                           else config.run.time_limit - self.elapsed()),

@@ -16,14 +16,17 @@ runs still to train take on ``workers`` at once, each run to the worker free fir
 (:func:`makespan`).
 
 Caps (``final.max_seconds`` and ``final.total_seconds`` in a config): when the estimate exceeds
-the cap, the cap cuts **epochs** (every epoch count keeps its own full learning-rate schedule),
-down to at least one epoch. With ``final.max_epochs`` set and an estimate under the cap, the
+the cap, the cap cuts **epochs** (every epoch count keeps its own full learning-rate schedule,
+unless the budget sets ``schedule_epochs``, which stays), down to at least one epoch. With ``final.max_epochs`` set and an estimate under the cap, the
 plan instead **grows** the epochs (up to ``max_epochs``) while the estimate stays within
 ``GROW_MARGIN`` of the cap, so a cheap network uses the time the command was given. With
 ``final.min_width`` set, it first cuts **width** instead: the
 same genome, narrower (a multiple of ``WIDTH_STEP``, not below ``min_width``), guessed from
 cost ~ width^2 and probed, at most ``MAX_WIDTH_PROBES`` widths; epochs are cut only if the
-narrowest still does not fit. The decided epochs and width are stored in the study (``meta``
+narrowest still does not fit. With ``final.min_epochs`` as well, the cap first cuts epochs
+down to ``min_epochs`` and narrows only when fewer fit at full width; the epochs then grow back
+at the narrower width to fill the cap (up to the budget's epochs; ``final.max_epochs`` never
+grows a narrowed network). The decided epochs and width are stored in the study (``meta``
 key ``final_plan:<budget key>``), so a ``--resume`` trains, and finds stored, exactly the same
 runs.
 """
@@ -126,6 +129,7 @@ def plan_final(
     max_seconds: float | None = None,
     reporter: Any = None,
     min_width: int | None = None,
+    min_epochs: int | None = None,
     max_epochs: int | None = None,
     seconds_left: float | None = None,
 ) -> FinalPlan:
@@ -134,12 +138,15 @@ def plan_final(
     ``todo`` lists (genome key, genome) per run still to train (a genome twice for two seeds).
     ``max_seconds`` caps the step's estimate: with ``min_width`` below the budget's width the
     cap first narrows the networks (multiples of ``WIDTH_STEP``, not below ``min_width``; each
-    width probed), then cuts epochs; with ``max_epochs`` above the budget's epochs, an estimate
-    under the cap grows the epochs up to ``max_epochs`` while it stays within ``GROW_MARGIN``
-    of the cap and of ``seconds_left`` (what a time limit leaves, less the probes' time). A plan stored earlier for the same budget is reused (so a
-    resume trains the same runs; its ``schedule_epochs`` raised with grown epochs as when it
-    was planned); a damaged stored plan is planned again and replaced, the note saying so. Raises nothing for a failed probe: that genome is estimated
-    at 0 seconds and its run reports the failure itself.
+    width probed), then cuts epochs; with ``min_epochs`` as well it first cuts epochs down to
+    ``min_epochs`` and narrows only when those do not fit at full width (then, at the width
+    found, the epochs grow back as far as the cap allows, up to the budget's). With ``max_epochs``
+    above the budget's epochs, an estimate under the cap grows the epochs up to ``max_epochs``
+    while it stays within ``GROW_MARGIN`` of the cap and of ``seconds_left`` (what a time
+    limit leaves, less the probes' time). A plan stored earlier for the same budget is reused
+    (so a resume trains the same runs); a damaged stored plan is planned again and replaced,
+    the note saying so. Raises nothing for a failed probe: that genome is estimated at 0
+    seconds and its run reports the failure itself.
     """
     stored_plan = storage.meta_value(_plan_key(budget))
     planned, stored_note = budget, None
@@ -149,12 +156,12 @@ def plan_final(
             stored_note = (f"the plan stored earlier ({_plan_key(budget)}) is damaged "
                            f"({stored_plan!r}): planned again")
             stored_plan = None
-        else:
+        else:  # as the plan made it: grown epochs raised schedule_epochs with them
             planned = _with_epochs(budget, sizes[0]).replace(width=sizes[1])
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
                        f"{planned.width} (the config says {budget.epochs} at {budget.width}; "
-                       f"caps and final.max_epochs are not applied again)")
+                       f"caps, final.min_width, min_epochs and max_epochs are not applied again)")
     if not todo:
         return FinalPlan(planned, 0.0, {}, {}, 0.0, stored_note)
     started = time.time()
@@ -171,7 +178,25 @@ def plan_final(
     seconds, per_run = total(planned, probes)
     notes = []
     capped = stored_plan is None and max_seconds is not None and seconds > max_seconds
-    if capped and min_width is not None and min_width < planned.width:
+    narrow = capped and min_width is not None and min_width < planned.width
+    regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
+    if narrow and min_epochs is not None and min_epochs < planned.epochs:
+        fit = _epochs_within(planned, probes, total, max_seconds)
+        if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
+            fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
+        if fit >= min_epochs:
+            span = planned.replace(epochs=fit).schedule_span
+            notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
+                         f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
+                         f"learning-rate schedule spans {span})")
+        else:
+            notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
+                         f"of {max_seconds:.0f}s and {fit} epoch(s) fit at width {budget.width}, "
+                         f"fewer than final.min_epochs ({min_epochs}): a narrower network")
+        planned = planned.replace(epochs=max(fit, min_epochs))
+        seconds, per_run = total(planned, probes)
+        narrow = regrow = fit < min_epochs
+    if narrow:
         first = seconds
         width, tries = planned.width, 0
         while seconds > max_seconds and width > min_width and tries < MAX_WIDTH_PROBES:
@@ -180,22 +205,36 @@ def plan_final(
             width = max(min_width, min(guess, width - WIDTH_STEP))
             narrower = planned.replace(width=width)
             measured = _probe(storage, space, todo, narrower, data, executor, reporter)
-            if not measured:
-                break
+            if not measured or not set(probes) <= set(measured):
+                break  # a genome not measured at this width would count 0 s: stay wider
             planned, probes, tries = narrower, measured, tries + 1
             seconds, per_run = total(planned, probes)
         if planned.width != budget.width:
             notes.append(f"estimated {first:.0f}s for {planned.epochs} epochs at width "
                          f"{budget.width} exceeds the cap of {max_seconds:.0f}s: width "
                          f"{planned.width} instead ({seconds:.0f}s)")
+        elif regrow:  # the narrower probe failed: say so after "a narrower network"
+            notes.append(f"no narrower width could be estimated: epochs are cut at width "
+                         f"{budget.width}")
+        limit = max_seconds if seconds_left is None else min(
+            max_seconds, seconds_left - (time.time() - started))  # a time limit's rest too
+        if regrow and planned.width != budget.width and seconds <= limit:
+            epochs = planned.epochs
+            while epochs < budget.epochs and \
+                    total(planned.replace(epochs=epochs + 1), probes)[0] <= limit:
+                epochs += 1
+            if epochs > planned.epochs:
+                planned = planned.replace(epochs=epochs)
+                seconds, per_run = total(planned, probes)
+                notes.append(f"at width {planned.width} {epochs} epochs fit: training {epochs} "
+                             f"({seconds:.0f}s; the learning-rate schedule spans "
+                             f"{planned.schedule_span})")
     if capped and seconds > max_seconds and planned.epochs > 1:
-        epochs = planned.epochs
-        while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
-            epochs -= 1
-        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap of "
+        epochs = _epochs_within(planned, probes, total, max_seconds)
+        planned_epochs, planned = planned.epochs, planned.replace(epochs=epochs)
+        notes.append(f"estimated {seconds:.0f}s for {planned_epochs} epochs exceeds the cap of "
                      f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
-                     f"learning-rate schedule spans {epochs})")
-        planned = planned.replace(epochs=epochs)
+                     f"learning-rate schedule spans {planned.schedule_span})")
         seconds, per_run = total(planned, probes)
     limits = [c for c in (max_seconds, None if seconds_left is None
                           else seconds_left - (time.time() - started)) if c is not None]
@@ -231,6 +270,16 @@ def _stored_sizes(stored: Any, budget: Budget) -> tuple[int, int] | None:
     if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
         return sizes[0], sizes[1]
     return None
+
+
+def _epochs_within(planned: Budget, probes: dict[str, dict[str, Any]], total: Any,
+                   max_seconds: float) -> int:
+    """The most epochs (at least 1, at most ``planned.epochs``) whose estimate is within
+    ``max_seconds`` at ``planned``'s width."""
+    epochs = planned.epochs
+    while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
+        epochs -= 1
+    return epochs
 
 
 def _with_epochs(budget: Budget, epochs: int) -> Budget:

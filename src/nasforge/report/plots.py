@@ -324,7 +324,8 @@ def plot_final_curves(finals: Sequence[FinalRunRecord]) -> bytes:
     epochs = [e for e in epochs if e is not None]
     if epochs and max(epochs) - min(epochs) < 2:
         ax.set_xlim(min(epochs) - 1, max(epochs) + 1)
-    ax.set_ylabel("test accuracy")
+    flip = any(isinstance(f.budget, dict) and f.budget.get("tta") == "flip" for f in runs)
+    ax.set_ylabel("test accuracy (flip-averaged)" if flip else "test accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2 if len(runs) > 6 else 1)
