@@ -21,6 +21,7 @@ from nasforge.execution.stops import GracefulStop
 from nasforge.execution.tasks import EvalTask, model_seed
 from nasforge.spaces.base import SearchSpace
 from nasforge.storage import StudyStorage, artifacts_dir, budget_key, resolve_checkpoint
+from nasforge.storage.records import single_view_acc
 
 __all__ = ["FinalResult", "final_picks", "train_final", "trial_evaluate"]
 
@@ -65,8 +66,7 @@ def _view_note(single: float | None) -> str:
 
 
 def _single_view(metrics: dict[str, Any] | None) -> float | None:
-    value = (metrics or {}).get("test_acc_single_view")
-    return None if value is None else float(value)
+    return single_view_acc(metrics)  # a damaged stored figure: None
 
 
 def trial_evaluate(devices_per_trial: int) -> dict[str, Any]:

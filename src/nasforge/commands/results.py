@@ -45,6 +45,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
+    from nasforge.storage.records import single_view_acc
     from nasforge.study import load_study
 
     study = load_study(args.file)
@@ -81,13 +82,21 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
     if finals:
         print("final trainings:")
+        from nasforge.storage import budget_key
+
+        def attempt(f: Any) -> tuple[str, str, int]:
+            return f.genome_key, budget_key(f.budget), f.seed
+
+        # a seed cut by Ctrl-C keeps its row; a later row of it (ok or running) trained it again
+        redone = {attempt(f): f.id for f in finals if f.status in ("ok", "running")}
         for f in finals:
             acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
-            single = (f.metrics or {}).get("test_acc_single_view")
+            single = single_view_acc(f.metrics)
             if single is not None:
                 acc += f" (flip-averaged; single view {single:.4f})"
             if f.status == "interrupted":
-                acc += " (Ctrl-C; --resume trains it)"
+                acc += (" (Ctrl-C; trained again since)" if redone.get(attempt(f), -1) > f.id
+                        else " (Ctrl-C; --resume trains it)")
             print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
                   f"{acc}")
     return 0 if found else 1

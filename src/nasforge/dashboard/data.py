@@ -24,6 +24,7 @@ from typing import Any
 from nasforge.errors import ConfigError, StorageError
 from nasforge.report import plots
 from nasforge.report.html import StudySnapshot, _short_budget, failure_reason
+from nasforge.storage.records import single_view_acc
 from nasforge.storage.sqlite import FORMAT, StudyStorage, TrialRecord
 
 STUDY_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
@@ -318,7 +319,7 @@ def final_rows(snap: StudySnapshot) -> list[dict[str, Any]]:
     return [{"id": f.id, "trial": f.trial_number, "seed": f.seed, "status": f.status,
              "val_acc": f.val_acc, "test_acc": f.test_acc, "params": f.params,
              # with budget.tta the test accuracy is flip-averaged; this is the one-view figure
-             "test_acc_single_view": f.metrics.get("test_acc_single_view"),
+             "test_acc_single_view": single_view_acc(f.metrics),
              "budget": _short_budget(f.budget),
              "seconds": f.metrics.get("train_seconds"),
              "curve": [{"epoch": r.get("epoch"), "acc": r.get("val_acc")}

@@ -144,16 +144,20 @@ def plan_final(
     above the budget's epochs, an estimate under the cap grows the epochs up to ``max_epochs``
     while it stays within ``GROW_MARGIN`` of the cap and of ``seconds_left`` (what a time
     limit leaves, less the probes' time). A plan stored earlier for the same budget is reused
-    (so a resume trains the same runs). Raises nothing for a failed probe: that genome is
-    estimated at 0 seconds and its run reports the failure itself.
+    (so a resume trains the same runs); a damaged stored plan is planned again and replaced,
+    the note saying so. Raises nothing for a failed probe: that genome is estimated at 0
+    seconds and its run reports the failure itself.
     """
     stored_plan = storage.meta_value(_plan_key(budget))
-    planned = budget
-    if stored_plan:
-        # as the plan made it: grown epochs raised schedule_epochs with them (_with_epochs)
-        planned = _with_epochs(budget, int(stored_plan["epochs"])).replace(
-            width=int(stored_plan.get("width", budget.width)))
-    stored_note = None
+    planned, stored_note = budget, None
+    if stored_plan is not None:
+        sizes = _stored_sizes(stored_plan, budget)
+        if sizes is None:  # damaged (edited, another version): plan again and store that
+            stored_note = (f"the plan stored earlier ({_plan_key(budget)}) is damaged "
+                           f"({stored_plan!r}): planned again")
+            stored_plan = None
+        else:  # as the plan made it: grown epochs raised schedule_epochs with them
+            planned = _with_epochs(budget, sizes[0]).replace(width=sizes[1])
     if stored_plan and (planned.epochs, planned.width) != (budget.epochs, budget.width):
         stored_note = (f"training the plan stored earlier: {planned.epochs} epochs at width "
                        f"{planned.width} (the config says {budget.epochs} at {budget.width}; "
@@ -248,11 +252,24 @@ def plan_final(
             seconds, per_run = total(planned, probes)
     note = "; ".join(([stored_note] if stored_note else []) + notes) or None
     probe_seconds = time.time() - started
-    if stored_plan is None and (max_seconds is not None or note is not None):
+    # a plan that does not fit in the time left trains nothing now: a resume plans afresh
+    if stored_plan is None and (max_seconds is not None or note is not None) and (
+            seconds_left is None or seconds <= seconds_left):
         storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs,
                                                    "width": planned.width, "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
     return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
+
+
+def _stored_sizes(stored: Any, budget: Budget) -> tuple[int, int] | None:
+    """(epochs, width) of a stored plan (width defaults to ``budget``'s); None when the stored
+    value is not a mapping of positive integers."""
+    if not isinstance(stored, dict):
+        return None
+    sizes = (stored.get("epochs"), stored.get("width", budget.width))
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        return sizes[0], sizes[1]
+    return None
 
 
 def _epochs_within(planned: Budget, probes: dict[str, dict[str, Any]], total: Any,

@@ -74,12 +74,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     metrics = meta["metrics"]
     accs = f"val acc {metrics['val_acc']:.4f}" if metrics.get("val_acc") is not None else ""
     if metrics.get("test_acc") is not None:
-        accs += f", final test acc {metrics['test_acc']:.4f} (seed {metrics.get('final_seed')})"
+        flip = meta.get("test_time_augmentation") == "flip"
+        accs += (f", final test acc {metrics['test_acc']:.4f} (seed {metrics.get('final_seed')}"
+                 f"{', flip-averaged' if flip else ''})")
         if metrics.get("test_acc_seeds", 0) > 1:
             accs += (f"; mean {metrics['test_acc_mean']:.4f} ± {metrics['test_acc_std']:.4f} "
                      f"over {metrics['test_acc_seeds']} seeds")
     print(f"trial {src['trial']} ({src['weights']} weights, width {meta['width']}, "
           f"{metrics['params']:,} params; {accs}) exported as {args.format} to {result.path}")
+    if meta.get("test_time_augmentation") == "flip":  # what the file reproduces
+        single = metrics.get("test_acc_single_view")
+        print("test-time augmentation: " + (
+            "the file averages each image and its mirror, as the test accuracy did; its "
+            "outputs are log-probabilities" if args.format != "state_dict" else
+            "the state_dict is the plain network"
+            + ("" if single is None else f" (single view {single:.4f})")
+            + "; average softmax(net(x)) and softmax(net(flip(x))) to reproduce the test "
+            "accuracy"))
     if result.max_abs_diff is not None:
         print(f"reloaded and checked: max abs logit difference {result.max_abs_diff:.2e}")
     print(f"metadata (genome, normalisation, metrics) in {result.meta_path}")

@@ -29,6 +29,7 @@ from nasforge.storage.sqlite import (
     budget_key,
     resolve_checkpoint,
 )
+from nasforge.storage.records import single_view_acc
 
 EXPORT_FORMATS: tuple[str, ...] = ("torchscript", "onnx", "state_dict")
 META_FORMAT = "nasforge-export/1"
@@ -203,7 +204,7 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
             metrics["test_acc_std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0
             metrics["test_acc_seeds"] = len(accs)
         metrics["final_epochs"] = source.final.budget.get("epochs")
-        single = (source.final.metrics or {}).get("test_acc_single_view")
+        single = single_view_acc(source.final.metrics)
         if single is not None:  # test_acc above is flip-averaged (budget.tta)
             metrics["test_acc_single_view"] = single
     meta: dict[str, Any] = {

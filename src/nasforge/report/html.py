@@ -40,6 +40,7 @@ from nasforge.report.html_base import (  # noqa: F401 - importable from here as 
     img_tag,
 )
 from nasforge.storage import FinalRunRecord, StudyStorage, TrialRecord
+from nasforge.storage.records import single_view_acc
 
 SECTION_IDS: tuple[str, ...] = (
     "config", "progress", "distribution", "tradeoffs", "workers", "failures", "top", "final",
@@ -324,8 +325,8 @@ def _final_section(snap: StudySnapshot) -> str:
     for f in finals:
         run_rows.append((f.trial_number if f.trial_number is not None else "file", f.seed,
                          _short_budget(f.budget), f.status, fmt_acc(f.test_acc)
-                         + (f" (single view {fmt_acc(f.metrics['test_acc_single_view'])})"
-                            if f.metrics.get("test_acc_single_view") is not None else ""),
+                         + (f" (single view {fmt_acc(single_view_acc(f.metrics))})"
+                            if single_view_acc(f.metrics) is not None else ""),
                          fmt_seconds(f.metrics.get("train_seconds")),
                          _error_head(f.metrics.get("error")) if f.status != "ok" else ""))
     return _section("final", "Final training", (

@@ -74,6 +74,17 @@ def is_transient_failure(error: str | None) -> bool:
     return any(text.startswith(prefix) for prefix in TRANSIENT_FAILURES)
 
 
+def single_view_acc(metrics: Any) -> float | None:
+    """A final run's stored test accuracy without test-time augmentation
+    (``metrics["test_acc_single_view"]``, a fraction; written beside the flip-averaged one of a
+    ``budget.tta`` run); None without one or when the stored value is not a finite number in
+    [0, 1] (a damaged row: readers leave the figure out)."""
+    value = metrics.get("test_acc_single_view") if isinstance(metrics, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= float(value) <= 1.0 else None
+
+
 def _loads(text: str | None, empty: Any) -> Any:
     return json.loads(text) if text else empty
 
