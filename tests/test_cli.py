@@ -137,3 +137,20 @@ def test_a_bad_init_from_leaves_no_study_and_a_good_one_seeds_the_search(capsys,
     with StudyStorage.open(db) as store:
         first = store.trials()[0]
     assert [n["op"] for n in first.genome["nodes"]] == ["maxpool2"]
+
+
+def test_a_search_whose_trials_all_break_the_constraints_says_nothing_is_trained(
+        capsys, tmp_path) -> None:
+    import yaml
+
+    from conftest import tiny_config_dict
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(
+        run={"max_evals": 2, "workers": 1}, constraints=["params <= 1"],
+        final={"top": 1, "budget": {"epochs": 1, "width": 4, "max_steps": 2}})))
+    assert main(["search", str(cfg), "--storage", str(tmp_path / "c.db")]) == 0
+    captured = capsys.readouterr()
+    assert "final: nothing trained: no successful trial meets the constraints" in captured.out
+    assert "no successful trial meets the constraints: nothing to train" in captured.err
+    assert "best 0" not in captured.err

@@ -137,14 +137,19 @@ class SearchJob:
     def final(self) -> list[FinalResult] | None:
         """Final training of the picked trials (``final_picks``) on a fresh pool sized to the
         runs, under ``final.max_seconds`` / ``final.total_seconds`` and what is left of the
-        time limit; None when it does not fit there (left for ``--resume``). Results with
-        interrupted seeds mark the job stopped."""
+        time limit; None when it does not fit there (left for ``--resume``), an empty list when
+        no successful trial meets the constraints. Results with interrupted seeds mark the job
+        stopped."""
         config, search = self.config, self.search_
         final = config.final
         if final is None:
             raise ConfigError(f"{config.name} has no final section")
         entries = [(t.number, search.space.genome_from_dict(t.genome))
                    for t in final_picks(search.storage, config)]
+        if not entries:
+            self.reporter.message("final: no successful trial meets the constraints: nothing "
+                                  "to train (more trials, or wider constraints)")
+            return []
         self.reporter.message(
             f"final training of the best {len(entries)} on the whole training set: "
             f"{final.budget.epochs} epoch(s) at width {final.budget.width}, "

@@ -119,6 +119,8 @@ def _print_final(results: Any, config: Any, deferral_said: bool = False) -> None
         if not deferral_said:
             print("final training left for --resume (it does not fit in the time limit)")
         results = []
+    elif not results:
+        print("final: nothing trained: no successful trial meets the constraints")
     for res in results:
         if res.interrupted:
             print(f"final: trial {res.trial_number}: seed(s) "
