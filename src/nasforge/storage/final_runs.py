@@ -101,5 +101,5 @@ class FinalRuns(Connected):
         if status is not None:
             sql += " WHERE status = ?"
             params = (str(status),)
-        return [FinalRunRecord.from_row(r) for r in self._conn.execute(sql + " ORDER BY id",
-                                                                         params)]
+        rows = self._conn.execute(sql + " ORDER BY id", params)
+        return [FinalRunRecord.from_row(r, str(self.path)) for r in rows]

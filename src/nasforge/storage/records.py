@@ -85,8 +85,24 @@ def single_view_acc(metrics: Any) -> float | None:
     return float(value) if 0.0 <= float(value) <= 1.0 else None
 
 
-def _loads(text: str | None, empty: Any) -> Any:
-    return json.loads(text) if text else empty
+def json_column(where: str, name: str, text: Any, empty: Any, kind: type) -> Any:
+    """A JSON column's value (``empty`` when NULL/empty); a ``StorageError`` naming ``where``
+    and the column when it is not JSON or not of ``kind`` (a row edited or damaged by hand)."""
+    try:
+        value = json.loads(text) if text else empty
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{where}: column {name} is damaged (not JSON: {exc})") from None
+    if not isinstance(value, kind):
+        raise StorageError(f"{where}: column {name} is damaged (holds {type(value).__name__}, "
+                           f"expected {kind.__name__})")
+    return value
+
+
+def number_column(where: str, name: str, value: Any) -> Any:
+    """A numeric column's value (None allowed); a ``StorageError`` when it holds text."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise StorageError(f"{where}: column {name} is damaged (holds {value!r}, expected a number)")
 
 
 @dataclass
@@ -144,12 +160,20 @@ class Trial:
         self.status = TrialStatus.parse(self.status)
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> "Trial":
-        """A trial from one row of ``schema.trial_columns`` (JSON columns parsed)."""
+    def from_row(cls, row: tuple[Any, ...], source: str = "study") -> "Trial":
+        """A trial from one row of ``schema.trial_columns`` (JSON columns parsed). Raises
+        ``StorageError`` naming ``source``, the trial and the column when a column is damaged
+        (not JSON, the wrong JSON type, text in a numeric column)."""
+        where = f"{source}: trial {row[0]}"
         return cls(
-            number=row[0], genome_key=row[1], budget_key=row[2], genome=json.loads(row[3]),
-            budget=json.loads(row[4]), status=row[5], val_acc=row[6], params=row[7],
-            flops=row[8], metrics=_loads(row[9], {}), curve=_loads(row[10], []), error=row[11],
+            number=row[0], genome_key=row[1], budget_key=row[2],
+            genome=json_column(where, "genome_json", row[3], {}, dict),
+            budget=json_column(where, "budget_json", row[4], {}, dict), status=row[5],
+            val_acc=number_column(where, "val_acc", row[6]),
+            params=number_column(where, "params", row[7]),
+            flops=number_column(where, "flops", row[8]),
+            metrics=json_column(where, "metrics_json", row[9], {}, dict),
+            curve=json_column(where, "curve_json", row[10], [], list), error=row[11],
             stderr=row[12], worker=row[13], attempts=row[14], checkpoint=row[15],
             submitted_at=row[16], started_at=row[17], finished_at=row[18], kind=row[19],
             parent=row[20],
@@ -228,12 +252,18 @@ class FinalRunRecord:
         self.status = TrialStatus.parse(self.status)
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> "FinalRunRecord":
-        """A final run from one row of ``schema.FINAL_RUN_COLUMNS``."""
+    def from_row(cls, row: tuple[Any, ...], source: str = "study") -> "FinalRunRecord":
+        """A final run from one row of ``schema.FINAL_RUN_COLUMNS``. Raises ``StorageError``
+        naming ``source``, the run and the column when a column is damaged."""
+        where = f"{source}: final run {row[0]} (trial {row[1]}, seed {row[5]})"
         return cls(
-            id=row[0], trial_number=row[1], genome_key=row[2], genome=json.loads(row[3]),
-            budget=json.loads(row[4]), seed=row[5], status=row[6], val_acc=row[7],
-            test_acc=row[8], params=row[9], metrics=_loads(row[10], {}), checkpoint=row[11],
+            id=row[0], trial_number=row[1], genome_key=row[2],
+            genome=json_column(where, "genome_json", row[3], {}, dict),
+            budget=json_column(where, "budget_json", row[4], {}, dict), seed=row[5],
+            status=row[6], val_acc=number_column(where, "val_acc", row[7]),
+            test_acc=number_column(where, "test_acc", row[8]),
+            params=number_column(where, "params", row[9]),
+            metrics=json_column(where, "metrics_json", row[10], {}, dict), checkpoint=row[11],
             created_at=row[12],
         )
 

@@ -29,6 +29,7 @@ from nasforge.storage.records import (
     Trial,
     TrialRecord,
     TrialStatus,
+    number_column,
     is_transient_failure,
 )
 from nasforge.storage.schema import (
@@ -325,7 +326,8 @@ class StudyStorage(MetaValues, FinalRuns):
         if status is not None:
             sql += " WHERE status = ?"
             params = (str(status),)
-        return [Trial.from_row(r) for r in self._conn.execute(sql + " ORDER BY number", params)]
+        rows = self._conn.execute(sql + " ORDER BY number", params)
+        return [Trial.from_row(r, str(self.path)) for r in rows]
 
     def trial(self, number: int) -> Trial:
         """One trial by number; raises ``StorageError`` when the study has none so numbered."""
@@ -334,7 +336,7 @@ class StudyStorage(MetaValues, FinalRuns):
         ).fetchone()
         if row is None:
             raise StorageError(f"study {self.path} has no trial {number}")
-        return Trial.from_row(row)
+        return Trial.from_row(row, str(self.path))
 
     def find_finished(self, genome_key: str, budget: dict[str, Any]) -> Trial | None:
         """The earliest finished trial of this (canonical genome, budget) whose result would
@@ -349,7 +351,7 @@ class StudyStorage(MetaValues, FinalRuns):
             (genome_key, budget_key(budget)),
         )
         for row in rows:
-            trial = Trial.from_row(row)
+            trial = Trial.from_row(row, str(self.path))
             if trial.kind == "supernet":  # a one-shot search found it: not its training
                 continue
             if trial.status == "ok" or not is_transient_failure(trial.error):
@@ -380,13 +382,19 @@ class StudyStorage(MetaValues, FinalRuns):
         the highest validation accuracy."""
         # the budget's size is read by SQLite's JSON functions: the runner calls this in its
         # loop, and parsing every trial's budget in Python there grows with the study
-        rows = self._conn.execute(
-            "SELECT number, genome_key, COALESCE(json_extract(budget_json, '$.epochs'), 1) * "
-            "COALESCE(json_extract(budget_json, '$.data_fraction'), 1.0), val_acc FROM trials "
-            "WHERE status = 'ok' AND val_acc IS NOT NULL").fetchall()
+        try:
+            rows = self._conn.execute(
+                "SELECT number, genome_key, COALESCE(json_extract(budget_json, '$.epochs'), 1) * "
+                "COALESCE(json_extract(budget_json, '$.data_fraction'), 1.0), val_acc FROM trials "
+                "WHERE status = 'ok' AND val_acc IS NOT NULL").fetchall()
+        except sqlite3.OperationalError:  # malformed JSON in a row: name the row, else re-raise
+            self.trials()
+            raise
         top: dict[str, tuple[float, int, float]] = {}
         for number, gkey, size, val_acc in rows:
-            size = float(size)
+            where = f"{self.path}: trial {number}"
+            size = float(number_column(where, "budget_json (epochs x data_fraction)", size))
+            val_acc = number_column(where, "val_acc", val_acc)
             held = top.get(gkey)
             if held is None or (size, number) > (held[0], held[1]):
                 top[gkey] = (size, number, float(val_acc))
