@@ -31,16 +31,6 @@ def test_a_damaged_stored_plan_is_planned_again(study, damaged) -> None:  # noqa
     assert again.budget.epochs == 6 and "damaged" not in again.note
 
 
-def test_a_grown_plan_with_schedule_epochs_is_found_by_a_resume(study) -> None:  # noqa: F811
-    storage, space, todo = study
-    budget = Budget(epochs=12, width=32, schedule_epochs=12)
-    grown = plan_final(storage, space, todo, budget, {}, WidthCostExecutor(), 1,
-                       max_seconds=2.0 * _seconds(32, 12), max_epochs=40)
-    assert grown.budget.epochs > 12
-    again = plan_final(storage, space, [], budget, {}, WidthCostExecutor(), 1)
-    assert again.budget == grown.budget  # same budget key: its stored runs are found
-
-
 def test_a_plan_deferred_by_the_time_limit_is_not_stored(study) -> None:  # noqa: F811
     """A final step that does not fit in what the time limit leaves trains nothing (left for
     ``--resume``): its plan must not be stored, or the resume, with time enough, would train
