@@ -151,6 +151,8 @@ def test_final_step_is_estimated_capped_and_deferred_by_the_time_limit(tmp_path,
     db = tmp_path / "c.db"
     assert main(["search", str(cfg), "--storage", str(db)]) == 0
     err = capsys.readouterr().err
+    assert ("200 epoch(s) at width 4, 1 seed(s) as configured (the plan below fits them to the "
+            "time)") in err
     cut = re.search(r"estimated \d+s for 200 epochs exceeds the cap of 1s: training (\d+) "
                     r"epoch\(s\) instead", err)
     assert cut, err

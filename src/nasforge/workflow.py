@@ -153,7 +153,9 @@ class SearchJob:
         self.reporter.message(
             f"final training of the best {len(entries)} on the whole training set: "
             f"{final.budget.epochs} epoch(s) at width {final.budget.width}, "
-            f"{final.seeds} seed(s)")
+            f"{final.seeds} seed(s)" + (
+                " as configured (the plan below fits them to the time)"
+                if final.max_seconds is not None or final.total_seconds is not None else ""))
         # a fresh pool sized to the final runs, so a single run gets every core
         self._executor.shutdown(wait=True, cancel_futures=True)
         final_workers = max(1, min(final.workers or config.run.workers,
