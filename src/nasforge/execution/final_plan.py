@@ -181,14 +181,12 @@ def plan_final(
     narrow = capped and min_width is not None and min_width < planned.width
     regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
     if narrow and min_epochs is not None and min_epochs < planned.epochs:
-        fit = _epochs_within(planned, probes, total, max_seconds)
+        fit = _most_epochs(planned, 1, planned.epochs, max_seconds, total, probes)
         if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
             fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
         if fit >= min_epochs:
-            span = planned.replace(epochs=fit).schedule_span
-            notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
-                         f"of {max_seconds:.0f}s: training {fit} epoch(s) instead (the "
-                         f"learning-rate schedule spans {span})")
+            notes.append(_cut_note(seconds, planned.epochs, max_seconds,
+                                   planned.replace(epochs=fit)))
         else:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs exceeds the cap "
                          f"of {max_seconds:.0f}s and {fit} epoch(s) fit at width {budget.width}, "
@@ -219,10 +217,7 @@ def plan_final(
         limit = max_seconds if seconds_left is None else min(
             max_seconds, seconds_left - (time.time() - started))  # a time limit's rest too
         if regrow and planned.width != budget.width and seconds <= limit:
-            epochs = planned.epochs
-            while epochs < budget.epochs and \
-                    total(planned.replace(epochs=epochs + 1), probes)[0] <= limit:
-                epochs += 1
+            epochs = _most_epochs(planned, planned.epochs, budget.epochs, limit, total, probes)
             if epochs > planned.epochs:
                 planned = planned.replace(epochs=epochs)
                 seconds, per_run = total(planned, probes)
@@ -230,20 +225,16 @@ def plan_final(
                              f"({seconds:.0f}s; the learning-rate schedule spans "
                              f"{planned.schedule_span})")
     if capped and seconds > max_seconds and planned.epochs > 1:
-        epochs = _epochs_within(planned, probes, total, max_seconds)
+        epochs = _most_epochs(planned, 1, planned.epochs, max_seconds, total, probes)
         planned_epochs, planned = planned.epochs, planned.replace(epochs=epochs)
-        notes.append(f"estimated {seconds:.0f}s for {planned_epochs} epochs exceeds the cap of "
-                     f"{max_seconds:.0f}s: training {epochs} epoch(s) instead (the "
-                     f"learning-rate schedule spans {planned.schedule_span})")
+        notes.append(_cut_note(seconds, planned_epochs, max_seconds, planned))
         seconds, per_run = total(planned, probes)
     limits = [c for c in (max_seconds, None if seconds_left is None
                           else seconds_left - (time.time() - started)) if c is not None]
     room = GROW_MARGIN * min(limits) if max_seconds is not None else None
     if (stored_plan is None and room is not None and max_epochs is not None
             and max_epochs > planned.epochs and planned.width == budget.width and seconds <= room):
-        epochs = planned.epochs
-        while epochs < max_epochs and total(_with_epochs(planned, epochs + 1), probes)[0] <= room:
-            epochs += 1
+        epochs = _most_epochs(planned, planned.epochs, max_epochs, room, total, probes)
         if epochs > planned.epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs leaves room "
                          f"under the cap of {max_seconds:.0f}s: training {epochs} epochs "
@@ -272,14 +263,21 @@ def _stored_sizes(stored: Any, budget: Budget) -> tuple[int, int] | None:
     return None
 
 
-def _epochs_within(planned: Budget, probes: dict[str, dict[str, Any]], total: Any,
-                   max_seconds: float) -> int:
-    """The most epochs (at least 1, at most ``planned.epochs``) whose estimate is within
-    ``max_seconds`` at ``planned``'s width."""
-    epochs = planned.epochs
-    while epochs > 1 and total(planned.replace(epochs=epochs), probes)[0] > max_seconds:
-        epochs -= 1
+def _most_epochs(planned: Budget, low: int, high: int, limit: float, total: Any,
+                 probes: dict[str, dict[str, Any]]) -> int:
+    """The most epochs in ``low``..``high`` whose estimate (``total``, which grows with the
+    epochs) at ``planned``'s width is within ``limit`` seconds; ``low`` when none is."""
+    epochs = low
+    while epochs < high and total(_with_epochs(planned, epochs + 1), probes)[0] <= limit:
+        epochs += 1
     return epochs
+
+
+def _cut_note(seconds: float, epochs: int, cap: float, cut: Budget) -> str:
+    """The plan's note for an epoch cut from ``epochs`` (estimated ``seconds``) to ``cut``."""
+    return (f"estimated {seconds:.0f}s for {epochs} epochs exceeds the cap of {cap:.0f}s: "
+            f"training {cut.epochs} epoch(s) instead (the learning-rate schedule spans "
+            f"{cut.schedule_span})")
 
 
 def _with_epochs(budget: Budget, epochs: int) -> Budget:

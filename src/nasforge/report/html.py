@@ -323,10 +323,10 @@ def _final_section(snap: StudySnapshot) -> str:
                              f"{runs[0].params:,}" if runs[0].params else "–", _Raw(f'<span class="desc">{_e(desc)}</span>')))
     run_rows = []
     for f in finals:
+        single = single_view_acc(f.metrics)
         run_rows.append((f.trial_number if f.trial_number is not None else "file", f.seed,
                          _short_budget(f.budget), f.status, fmt_acc(f.test_acc)
-                         + (f" (single view {fmt_acc(single_view_acc(f.metrics))})"
-                            if single_view_acc(f.metrics) is not None else ""),
+                         + (f" (single view {fmt_acc(single)})" if single is not None else ""),
                          fmt_seconds(f.metrics.get("train_seconds")),
                          _error_head(f.metrics.get("error")) if f.status != "ok" else ""))
     return _section("final", "Final training", (
