@@ -39,3 +39,29 @@ def test_best_does_not_ask_for_a_resume_of_a_seed_trained_since(
 
         with sqlite3.connect(study) as conn:  # leave the module's study as it was
             conn.execute("DELETE FROM final_runs")
+
+
+def test_only_the_latest_of_two_cut_tries_asks_for_a_resume(
+        trained_study: dict[str, Any], capsys) -> None:  # noqa: F811
+    study = trained_study["study"]
+    with StudyStorage.open(study, write=True) as storage:
+        trial = storage.trial(1)
+        run = dict(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
+                   budget={"epochs": 3, "width": 4})
+        for _ in range(2):  # seed 0 cut by Ctrl-C, resumed, and cut again
+            storage.start_final_run(**run, seed=0)
+            storage.add_final_run(**run, seed=0, status="interrupted", val_acc=None,
+                                  test_acc=None, params=None,
+                                  metrics={"error": "interrupted (Ctrl-C)"}, checkpoint=None)
+    try:
+        main(["best", str(study)])
+        lines = [ln.strip() for ln in capsys.readouterr().out.splitlines() if " seed " in ln]
+        assert lines == [
+            "trial 1 seed 0 width 4: interrupted (Ctrl-C; tried again since, and cut again)",
+            "trial 1 seed 0 width 4: interrupted (Ctrl-C; --resume trains it)",
+        ]
+    finally:
+        import sqlite3
+
+        with sqlite3.connect(study) as conn:  # leave the module's study as it was
+            conn.execute("DELETE FROM final_runs")

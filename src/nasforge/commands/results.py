@@ -87,8 +87,10 @@ def cmd_best(args: argparse.Namespace) -> int:
         def attempt(f: Any) -> tuple[str, str, int]:
             return f.genome_key, budget_key(f.budget), f.seed
 
-        # a seed cut by Ctrl-C keeps its row; a later row of it (ok or running) trained it again
+        # a seed cut by Ctrl-C keeps its row; a later row of it (ok or running) trained it again,
+        # and a later interrupted row was a second try, itself the one --resume trains
         redone = {attempt(f): f.id for f in finals if f.status in ("ok", "running")}
+        retried = {attempt(f): f.id for f in finals if f.status == "interrupted"}
         for f in finals:
             acc = f"test acc {f.test_acc:.4f}" if f.test_acc is not None else f.status
             single = single_view_acc(f.metrics)
@@ -96,6 +98,8 @@ def cmd_best(args: argparse.Namespace) -> int:
                 acc += f" (flip-averaged; single view {single:.4f})"
             if f.status == "interrupted":
                 acc += (" (Ctrl-C; trained again since)" if redone.get(attempt(f), -1) > f.id
+                        else " (Ctrl-C; tried again since, and cut again)"
+                        if retried[attempt(f)] > f.id
                         else " (Ctrl-C; --resume trains it)")
             print(f"  trial {f.trial_number} seed {f.seed} width {f.budget.get('width')}: "
                   f"{acc}")
