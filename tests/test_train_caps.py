@@ -99,6 +99,12 @@ def test_a_preset_cap_cuts_the_epochs_train_trains(tmp_path, capsys, timed, cap)
     assert main(args) == 0
     assert "(stored, not retrained)" in capsys.readouterr().err
     assert len(_runs(db)) == 1
+    # without --preset (the study's own config, caps and all) no cap is applied, and the plan
+    # stored for the same budget is still what is trained: found stored
+    assert main(["train", genome, "--storage", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert "as configured" not in err and "(stored, not retrained)" in err
+    assert len(_runs(db)) == 1
     # --no-cap: the preset's 12 epochs as given, the stored plan not applied
     assert main(args + ["--no-cap"]) == 0
     err = capsys.readouterr().err

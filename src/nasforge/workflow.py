@@ -348,13 +348,15 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
     ``nproc`` (processes per run, data-parallel) to ``run.devices_per_trial``. Runs already
     stored are not trained again unless ``retrain`` (see ``train_final``).
 
-    The final section that gives the budget (the preset's, else the study's) also gives its
-    caps, planned as ``nasforge search`` plans its final step (``final_plan.plan_final``):
+    A ``preset``'s final section also gives its caps, planned as ``nasforge search`` plans
+    its final step (``final_plan.plan_final``):
     ``final.max_seconds`` and ``final.total_seconds`` (the whole of it: there is no search, as
     in a ``--resume`` whose search is done; counted from this call), with ``final.min_width``,
     ``min_epochs`` and ``max_epochs``. Epochs or width set in ``budget_changes`` are kept as
     set: the plan changes only the other size, and says so when the estimate stays over the
-    cap. ``no_cap`` trains the budget exactly as given: no caps, no plan stored earlier.
+    cap. Without ``preset`` no cap applies (a plan the study's search stored for the same
+    budget is still trained, as a resume would). ``no_cap`` trains the budget exactly as given:
+    no caps, no plan stored earlier.
 
     Raises ``ConfigError`` for ``nproc`` < 1 or a bad config, ``NasforgeError`` for a study
     without a successful trial, ``StorageError`` for a study that cannot be opened."""
@@ -387,7 +389,9 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
             devices_per_trial=n_proc)
         executor = make_executor(run_cfg)
         reporter = reporter or Reporter()
-        caps = _TrainCaps.of(final_cfg, budget_changes or {}, no_cap)
+        # caps from --preset only: a study's own final section gives its budget as stored
+        caps = _TrainCaps.of(preset_cfg.final if preset_cfg is not None else None,
+                             budget_changes or {}, no_cap)
         reporter.message(f"training {len(entries)} genome(s) x {n_seeds} seed(s): "
                          f"{budget.epochs} epoch(s), {budget.optimizer}, width {budget.width}, "
                          f"on the whole training set{caps.line()}")

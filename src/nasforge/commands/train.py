@@ -12,7 +12,7 @@ from nasforge.errors import ConfigError
 
 DESCRIPTION = (
     "Final training of a study's best trial(s) or of a genome file on the whole training set. "
-    "The budget is the preset's final budget (--preset), else the study's, and that final "
+    "The budget is the preset's final budget (--preset), else the study's. A preset's final "
     "section's caps apply as in `nasforge search`'s final step: the cost is estimated from a "
     "measured step time, then final.max_seconds / final.total_seconds (all of it: train has no "
     "search) cut the epochs (with final.min_width, narrow the width; with final.min_epochs, "
@@ -20,7 +20,9 @@ DESCRIPTION = (
     "the plan is printed and stored, so the same command again trains the same runs. "
     "--epochs and --width given on the command line are kept as set: the cap changes only the "
     "other size, and a plan still over the cap is trained as set, its line saying so. "
-    "--no-cap turns the caps (and a plan stored earlier) off: the budget exactly as given.")
+    "Without --preset no cap applies (a plan the study's search stored for the same budget is "
+    "still trained). --no-cap turns the caps (and a plan stored earlier) off: the budget "
+    "exactly as given.")
 
 
 def train_budget_changes(args: argparse.Namespace) -> dict[str, Any]:
