@@ -99,6 +99,7 @@ def train_final(
     seconds_left: float | None = None,
     nproc: int = 1,
     grace_period: float = 30.0,
+    keep: frozenset[str] = frozenset(),
 ) -> list[FinalResult] | None:
     """Train each (trial number, genome) on the whole training set for ``seeds`` seeds,
     measure test accuracy and store every run in the study.
@@ -121,11 +122,14 @@ def train_final(
 
     A first Ctrl-C lets running runs go on for ``grace_period`` seconds, a second ends them at
     once; runs cut either way are stored as ``interrupted`` (``FinalResult.interrupted`` names
-    their seeds) and trained by the next resume."""
+    their seeds) and trained by the next resume.
+
+    ``keep`` names budget sizes (``"epochs"``, ``"width"``) set explicitly, which the plan
+    never changes (``plan_final``)."""
     reporter = reporter or Reporter(enabled=False)
     weights = artifacts_dir(Path(storage.path).resolve()) / "final"  # absolute: any cwd
     keys = {id(genome): genome_key(space, genome) for _, genome in entries}
-    plan = plan_final(storage, space, [], budget, data, executor, workers)
+    plan = plan_final(storage, space, [], budget, data, executor, workers, keep=keep)
     stored = {} if retrain else _stored_final_runs(storage, plan.budget)
     todo = [(keys[id(g)], g) for _, g in entries for s in range(seeds)
             if (keys[id(g)], s) not in stored]
@@ -136,7 +140,7 @@ def train_final(
         plan = plan_final(storage, space, todo, budget, data, executor, workers,
                           max_seconds=max_seconds, reporter=reporter, min_width=min_width,
                           min_epochs=min_epochs, max_epochs=max_epochs,
-                          seconds_left=seconds_left)
+                          seconds_left=seconds_left, keep=keep)
         for line in describe_plan(plan):
             reporter.message(line)
         if not plan.fits(seconds_left):

@@ -286,12 +286,59 @@ def _study_entries(source: Path, trial: int | None, top: int | None,
     return storage, config, study.space, entries
 
 
+@dataclass(frozen=True)
+class _TrainCaps:
+    """The final section's caps as ``nasforge train`` applies them (see ``train_genomes``)."""
+
+    max_seconds_cap: float | None = None
+    total_seconds: float | None = None
+    min_width: int | None = None
+    min_epochs: int | None = None
+    max_epochs: int | None = None
+    keep: frozenset[str] = frozenset()
+    off: bool = False  # caps the final section has, turned off (--no-cap)
+
+    @classmethod
+    def of(cls, final: Any, changes: dict[str, Any], no_cap: bool) -> "_TrainCaps":
+        """The caps of ``final`` (a ``FinalConfig`` or None), keeping the sizes ``changes``
+        sets; with ``no_cap`` none, and both sizes kept."""
+        keep = frozenset({"epochs", "width"} if no_cap else
+                         {k for k in ("epochs", "width") if changes.get(k) is not None})
+        if final is None or no_cap:
+            return cls(keep=keep, off=final is not None and (
+                final.max_seconds is not None or final.total_seconds is not None))
+        return cls(final.max_seconds, final.total_seconds, final.min_width, final.min_epochs,
+                   final.max_epochs, keep)
+
+    @property
+    def capped(self) -> bool:
+        """Whether a time cap applies."""
+        return self.max_seconds_cap is not None or self.total_seconds is not None
+
+    def max_seconds(self, elapsed: float) -> float | None:
+        """The final step's cap after ``elapsed`` seconds of the command (at least 1 s, as the
+        search's final step); None without caps."""
+        caps = [c for c in (self.max_seconds_cap, None if self.total_seconds is None
+                            else self.total_seconds - elapsed) if c is not None]
+        return max(1.0, min(caps)) if caps else None
+
+    def line(self) -> str:
+        """What the first line adds: that a plan fits the budget to the time, what it keeps."""
+        if self.off:
+            return " as given (--no-cap: the final section's caps are off)"
+        if not self.capped:
+            return ""
+        kept = " and ".join(f"--{k}" for k in sorted(self.keep))
+        return (" as configured (the plan below fits them to the time" +
+                (f"; {kept} given: kept as set)" if kept else ")"))
+
+
 def train_genomes(source: str | Path, *, preset: str | None = None, trial: int | None = None,
                   top: int | None = None, seeds: int | None = None, workers: int | None = None,
                   nproc: int | None = None, space: str | None = None, head: str | None = None,
                   storage: str | None = None, data_dir: str | None = None,
                   retrain: bool = False, budget_changes: dict[str, Any] | None = None,
-                  reporter: Reporter | None = None) -> TrainOutcome:
+                  reporter: Reporter | None = None, no_cap: bool = False) -> TrainOutcome:
     """Final training, as ``nasforge train``: of a study's best ``top`` trials (default 1)
     or its trial ``trial``, or of the one genome of a genome file (``.json``; stored in
     ``storage``, default ``studies/train-STEM.db``, with ``space``/``head`` choosing its space).
@@ -301,12 +348,23 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
     ``nproc`` (processes per run, data-parallel) to ``run.devices_per_trial``. Runs already
     stored are not trained again unless ``retrain`` (see ``train_final``).
 
+    A ``preset``'s final section also gives its caps, planned as ``nasforge search`` plans
+    its final step (``final_plan.plan_final``):
+    ``final.max_seconds`` and ``final.total_seconds`` (the whole of it: there is no search, as
+    in a ``--resume`` whose search is done; counted from this call), with ``final.min_width``,
+    ``min_epochs`` and ``max_epochs``. Epochs or width set in ``budget_changes`` are kept as
+    set: the plan changes only the other size, and says so when the estimate stays over the
+    cap. Without ``preset`` no cap applies (a plan the study's search stored for the same
+    budget is still trained, as a resume would). ``no_cap`` trains the budget exactly as given:
+    no caps, no plan stored earlier.
+
     Raises ``ConfigError`` for ``nproc`` < 1 or a bad config, ``NasforgeError`` for a study
     without a successful trial, ``StorageError`` for a study that cannot be opened."""
     from nasforge.config import load_config
     from nasforge.evaluation.budget import Budget
     from nasforge.execution.executors import make_executor
 
+    started = time.time()  # final.total_seconds counts from here (no search before it)
     source = Path(source)
     preset_cfg = load_config(preset) if preset else None
     if source.suffix == ".json":
@@ -331,13 +389,19 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
             devices_per_trial=n_proc)
         executor = make_executor(run_cfg)
         reporter = reporter or Reporter()
+        # caps from --preset only: a study's own final section gives its budget as stored
+        caps = _TrainCaps.of(preset_cfg.final if preset_cfg is not None else None,
+                             budget_changes or {}, no_cap)
         reporter.message(f"training {len(entries)} genome(s) x {n_seeds} seed(s): "
                          f"{budget.epochs} epoch(s), {budget.optimizer}, width {budget.width}, "
-                         "on the whole training set")
+                         f"on the whole training set{caps.line()}")
         results = train_final(store, built, entries, budget, n_seeds, data_dict(config),
                               executor, config.seed, reporter, retrain=retrain,
                               workers=run_cfg.workers, nproc=n_proc,
-                              grace_period=config.run.grace_period) or []
+                              grace_period=config.run.grace_period,
+                              max_seconds=caps.max_seconds(time.time() - started),
+                              min_width=caps.min_width, min_epochs=caps.min_epochs,
+                              max_epochs=caps.max_epochs, keep=caps.keep) or []
     finally:
         if executor is not None:
             close_executor(executor, results is None or any(r.interrupted for r in results))

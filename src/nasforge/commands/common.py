@@ -24,9 +24,10 @@ BUDGET_FLAGS: dict[str, tuple[type, str]] = {
 }
 
 
-def add_budget_flags(parser: argparse.ArgumentParser) -> None:
+def add_budget_flags(parser: argparse.ArgumentParser) -> Any:
     """The ``budget`` flag group (one flag per ``BUDGET_FLAGS`` entry, ``--channels-last``,
-    ``--threads``), every flag defaulting to None (not given)."""
+    ``--threads``), every flag defaulting to None (not given); returns the group, so a command
+    can add flags of its own to it."""
     group = parser.add_argument_group("budget")
     for name, (kind, help_text) in BUDGET_FLAGS.items():
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
@@ -40,6 +41,7 @@ def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--validate-every", dest="validate_every", default=None,
                        help="validate after every K-th epoch and the last, or 'last' (after "
                             "the last only); default every epoch")
+    return group
 
 
 def budget_changes(args: argparse.Namespace) -> dict[str, Any]:

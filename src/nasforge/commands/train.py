@@ -7,7 +7,37 @@ import argparse
 from typing import Any
 
 from nasforge.commands.common import add_budget_flags, budget_changes
+from nasforge.evaluation.budget import TTA_MODES
 from nasforge.errors import ConfigError
+
+DESCRIPTION = (
+    "Final training of a study's best trial(s) or of a genome file on the whole training set. "
+    "The budget is the preset's final budget (--preset), else the study's. A preset's final "
+    "section's caps apply as in `nasforge search`'s final step: the cost is estimated from a "
+    "measured step time, then final.max_seconds / final.total_seconds (all of it: train has no "
+    "search) cut the epochs (with final.min_width, narrow the width; with final.min_epochs, "
+    "epochs first down to it), and final.max_epochs grows them into room left under the cap; "
+    "the plan is printed and stored, so the same command again trains the same runs. "
+    "--epochs and --width given on the command line are kept as set: the cap changes only the "
+    "other size, and a plan still over the cap is trained as set, its line saying so. "
+    "Without --preset no cap applies (a plan the study's search stored for the same budget is "
+    "still trained). --no-cap turns the caps (and a plan stored earlier) off: the budget "
+    "exactly as given.")
+
+
+def train_budget_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The budget flags of ``nasforge train``: ``budget_changes`` plus ``--tta`` and
+    ``--label-smoothing``; ``ConfigError`` (one line) for a smoothing outside [0, 1) (Szegedy
+    et al. 2016, section 7: eps of the uniform target mixture, 1 would be no label at all)."""
+    changes = budget_changes(args)
+    if args.tta is not None:
+        changes["tta"] = args.tta
+    smoothing = args.label_smoothing
+    if smoothing is not None:
+        if not 0.0 <= smoothing < 1.0:  # also NaN
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {smoothing:g}")
+        changes["label_smoothing"] = smoothing
+    return changes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -21,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.source, preset=args.preset, trial=args.trial, top=args.top, seeds=args.seeds,
         workers=args.workers, nproc=args.nproc, space=args.space, head=args.head,
         storage=args.storage, data_dir=args.data_dir, retrain=args.retrain,
-        budget_changes=budget_changes(args))
+        budget_changes=train_budget_changes(args), no_cap=args.no_cap)
     results, width = outcome.results, outcome.budget.width
     for res in results:
         label = f"trial {res.trial_number}" if res.trial_number is not None else res.description
@@ -41,7 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``train`` to the ``nasforge`` subparsers."""
-    tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file")
+    tr = sub.add_parser("train", help="final training of a study's best genomes or a genome file",
+                        description=DESCRIPTION)
     tr.add_argument("source", help="STUDY.db or GENOME.json (one genome, e.g. from "
                                    "`nasforge space sample --json --n 1`)")
     sel = tr.add_mutually_exclusive_group()
@@ -61,5 +92,15 @@ def register(sub: Any) -> None:
     tr.add_argument("--data-dir", default=None)
     tr.add_argument("--retrain", action="store_true",
                     help="train again runs the study already holds (same genome, budget, seed)")
-    add_budget_flags(tr)
+    tr.add_argument("--no-cap", action="store_true",
+                    help="train the budget exactly as given: the final section's time caps "
+                         "(max_seconds, total_seconds) and a plan stored earlier are not applied")
+    group = add_budget_flags(tr)
+    group.add_argument("--tta", default=None, choices=TTA_MODES,
+                       help="test-time augmentation of the test accuracy: flip averages the "
+                            "image and its mirror (the single view is reported beside it); "
+                            "none turns a preset's off")
+    group.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=None,
+                       metavar="EPS", help="label smoothing of the training loss, in [0, 1) "
+                                           "(0: hard labels)")
     tr.set_defaults(func=cmd_train)

@@ -29,6 +29,11 @@ at the narrower width to fill the cap (up to the budget's epochs; ``final.max_ep
 grows a narrowed network). The decided epochs and width are stored in the study (``meta``
 key ``final_plan:<budget key>``), so a ``--resume`` trains, and finds stored, exactly the same
 runs.
+
+Sizes set explicitly (``keep``: ``nasforge train --epochs`` / ``--width``) are never changed by
+the plan: a cap then changes only the other size, and an estimate still over it is trained as
+set, the note saying so. Such a plan is stored under its own key (``...:keep=epochs``), so it
+never replaces, nor reuses, the plan of the same budget without them.
 """
 
 from __future__ import annotations
@@ -113,8 +118,9 @@ def makespan(runs: list[float], workers: int) -> float:
     return max(free) if runs else 0.0
 
 
-def _plan_key(budget: Budget) -> str:
-    return f"final_plan:{budget_key(budget.to_dict())}"
+def _plan_key(budget: Budget, keep: frozenset[str] | set[str] = frozenset()) -> str:
+    base = f"final_plan:{budget_key(budget.to_dict())}"
+    return f"{base}:keep={','.join(sorted(keep))}" if keep else base
 
 
 def plan_final(
@@ -132,6 +138,7 @@ def plan_final(
     min_epochs: int | None = None,
     max_epochs: int | None = None,
     seconds_left: float | None = None,
+    keep: frozenset[str] | set[str] = frozenset(),
 ) -> FinalPlan:
     """Probe every genome still to train and plan the final step (see the module docstring).
 
@@ -145,15 +152,23 @@ def plan_final(
     while it stays within ``GROW_MARGIN`` of the cap and of ``seconds_left`` (what a time
     limit leaves, less the probes' time). A plan stored earlier for the same budget is reused
     (so a resume trains the same runs); a damaged stored plan is planned again and replaced,
-    the note saying so. Raises nothing for a failed probe: that genome is estimated at 0
-    seconds and its run reports the failure itself.
+    the note saying so. ``keep`` names budget sizes (``"epochs"``, ``"width"``) set explicitly:
+    the plan never changes them (no cut, no growth, no narrowing), an estimate still over the
+    cap is noted and trained as set, and the plan is stored under a key of its own. Raises
+    nothing for a failed probe: that genome is estimated at 0 seconds and its run reports the
+    failure itself.
     """
-    stored_plan = storage.meta_value(_plan_key(budget))
+    keep = frozenset(keep)
+    unknown = keep - {"epochs", "width"}
+    if unknown:
+        raise ValueError(f"keep names unknown budget sizes: {sorted(unknown)}")
+    plan_key = _plan_key(budget, keep)
+    stored_plan = storage.meta_value(plan_key)
     planned, stored_note = budget, None
     if stored_plan is not None:
         sizes = _stored_sizes(stored_plan, budget)
         if sizes is None:  # damaged (edited, another version): plan again and store that
-            stored_note = (f"the plan stored earlier ({_plan_key(budget)}) is damaged "
+            stored_note = (f"the plan stored earlier ({plan_key}) is damaged "
                            f"({stored_plan!r}): planned again")
             stored_plan = None
         else:  # as the plan made it: grown epochs raised schedule_epochs with them
@@ -178,9 +193,11 @@ def plan_final(
     seconds, per_run = total(planned, probes)
     notes = []
     capped = stored_plan is None and max_seconds is not None and seconds > max_seconds
-    narrow = capped and min_width is not None and min_width < planned.width
+    narrow = (capped and "width" not in keep and min_width is not None
+              and min_width < planned.width)
     regrow = False  # after a width cut forced by min_epochs, epochs grow back to fill the cap
-    if narrow and min_epochs is not None and min_epochs < planned.epochs:
+    if (narrow and "epochs" not in keep and min_epochs is not None
+            and min_epochs < planned.epochs):
         fit = _most_epochs(planned, 1, planned.epochs, max_seconds, total, probes)
         if total(planned.replace(epochs=fit), probes)[0] > max_seconds:
             fit = 0  # not even one epoch fits at full width (min_epochs 1 must narrow too)
@@ -224,7 +241,11 @@ def plan_final(
                 notes.append(f"at width {planned.width} {epochs} epochs fit: training {epochs} "
                              f"({seconds:.0f}s; the learning-rate schedule spans "
                              f"{planned.schedule_span})")
-    if capped and seconds > max_seconds and planned.epochs > 1:
+    if capped and seconds > max_seconds and "epochs" in keep:
+        notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs at width "
+                     f"{planned.width} exceeds the cap of {max_seconds:.0f}s: training them "
+                     f"as set ({' and '.join(sorted(keep))} given explicitly)")
+    elif capped and seconds > max_seconds and planned.epochs > 1:
         epochs = _most_epochs(planned, 1, planned.epochs, max_seconds, total, probes)
         planned_epochs, planned = planned.epochs, planned.replace(epochs=epochs)
         notes.append(_cut_note(seconds, planned_epochs, max_seconds, planned))
@@ -233,7 +254,7 @@ def plan_final(
                           else seconds_left - (time.time() - started)) if c is not None]
     room = GROW_MARGIN * min(limits) if max_seconds is not None else None
     if (stored_plan is None and room is not None and max_epochs is not None
-            and max_epochs > planned.epochs and planned.width == budget.width and seconds <= room):
+            and "epochs" not in keep and max_epochs > planned.epochs and planned.width == budget.width and seconds <= room):
         epochs = _most_epochs(planned, planned.epochs, max_epochs, room, total, probes)
         if epochs > planned.epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs leaves room "
@@ -246,8 +267,8 @@ def plan_final(
     # a plan that does not fit in the time left trains nothing now: a resume plans afresh
     if stored_plan is None and (max_seconds is not None or note is not None) and (
             seconds_left is None or seconds <= seconds_left):
-        storage.set_meta_value(_plan_key(budget), {"epochs": planned.epochs,
-                                                   "width": planned.width, "seconds": seconds})
+        storage.set_meta_value(plan_key, {"epochs": planned.epochs, "width": planned.width,
+                                          "seconds": seconds})
     speed = {k: SpeedChoice.from_dict(p["speed"]) for k, p in probes.items()}
     return FinalPlan(planned, seconds, per_run, speed, probe_seconds, note)
 
