@@ -254,7 +254,8 @@ def plan_final(
                           else seconds_left - (time.time() - started)) if c is not None]
     room = GROW_MARGIN * min(limits) if max_seconds is not None else None
     if (stored_plan is None and room is not None and max_epochs is not None
-            and "epochs" not in keep and max_epochs > planned.epochs and planned.width == budget.width and seconds <= room):
+            and "epochs" not in keep and max_epochs > planned.epochs
+            and planned.width == budget.width and seconds <= room):
         epochs = _most_epochs(planned, planned.epochs, max_epochs, room, total, probes)
         if epochs > planned.epochs:
             notes.append(f"estimated {seconds:.0f}s for {planned.epochs} epochs leaves room "
