@@ -6,6 +6,7 @@ search-then-final and ``train`` workflows of ``nasforge.workflow``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from nasforge.spaces.warm_start import load_genome_items, sort_warm_start
 from nasforge.storage import StudyStorage, TrialRecord, artifacts_dir
 from nasforge.study import StoredStudy, load_study
 from nasforge.strategies import Problem, Strategy, get_strategy
+from nasforge.strategies.base import static_constraints
 
 
 def provenance() -> dict[str, Any]:
@@ -216,8 +218,9 @@ class Search:
 
             self._tabular = TabularEvaluate()  # a missing or corrupt table: one line, no study
             self.problem = Problem(*TABLE_PROBLEM)
-        else:
-            self.problem = problem_for(config)
+        else:  # the constraints a build decides are kept by the strategy (no trial breaks one)
+            self.problem = dataclasses.replace(
+                problem_for(config), constraints=static_constraints(config.constraints))
             check_training_images(config)
         settings = dict(config.strategy.settings)
         if "objectives" not in settings and _takes_objectives(config.strategy.name):

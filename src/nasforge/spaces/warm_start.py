@@ -29,12 +29,13 @@ def load_genome_items(source: str | Path) -> list[Any]:
 
 def sort_warm_start(space: SearchSpace, problem: Problem, budget: Budget, items: list[Any],
                     source: str) -> tuple[list[Any], str]:
-    """Parse and check ``--init-from`` genomes for this space, problem and budget: the usable
-    ones (first occurrence of each network) and one line saying how many were read, used and
+    """Parse and check ``--init-from`` genomes for this space, problem (and its constraints)
+    and budget: the usable ones (first occurrence of each network) and one line saying how many were read, used and
     skipped, and why (the most common reasons, with counts)."""
     from collections import Counter
 
     from nasforge.errors import NasforgeError
+    from nasforge.strategies.base import genome_reasons
 
     used: list[Any] = []
     keys: set[str] = set()
@@ -42,10 +43,7 @@ def sort_warm_start(space: SearchSpace, problem: Problem, budget: Budget, items:
     for item in items:
         try:
             genome = space.genome_from_dict(item)
-            validate_for = getattr(space, "validate_for", None)
-            reasons = (validate_for(genome, problem.input_shape, problem.num_classes,
-                                    budget.width) if validate_for is not None
-                       else space.validate(genome))
+            reasons = genome_reasons(space, genome, problem, budget.width)
         except NasforgeError as exc:
             why[f"unreadable for the {space.name} space ({str(exc).split(': ')[-1][:80]})"] += 1
             continue

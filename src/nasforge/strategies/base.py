@@ -5,20 +5,69 @@ from __future__ import annotations
 import abc
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 from nasforge.errors import ConfigError, GenomeError
 from nasforge.evaluation.budget import Budget
+from nasforge.objectives import Constraint
 from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
 
 
 @dataclass(frozen=True)
 class Problem:
-    """What a network must fit: input shape (C, H, W) and number of classes."""
+    """What a network must fit: input shape (C, H, W) and number of classes, and the study's
+    constraints that a network's structure decides before any training (``params``,
+    ``flops``; see :func:`static_constraints`): a strategy never proposes a network that breaks
+    one (:func:`genome_reasons`), so no evaluation is spent on a trial that could never be
+    picked."""
 
     input_shape: tuple[int, int, int]
     num_classes: int
+    constraints: tuple[Constraint, ...] = ()
+
+
+STATIC_CONSTRAINT_NAMES: frozenset[str] = frozenset({"params", "flops"})
+
+
+def static_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
+    """The constraints a network's build decides (``params``, ``flops``), leaving out those
+    only an evaluation measures (``val_acc``, ``latency_ms``)."""
+    return tuple(c for c in constraints if c.name in STATIC_CONSTRAINT_NAMES)
+
+
+def static_values(space: SearchSpace, genome: Any, problem: Problem, width: int,
+                  names: Sequence[str] = ("params", "flops")) -> dict[str, int]:
+    """``params`` (trainable parameters) and ``flops`` (of one forward pass of one image,
+    ``count_flops``) of ``genome`` built at ``width`` for ``problem``: the same figures a
+    trial of it stores. Builds the network on the CPU (a few ms for the global space's
+    networks), without touching the process's random state; ``flops`` only when named."""
+    import torch
+
+    from nasforge.evaluation.metrics import count_flops, count_params
+
+    with torch.random.fork_rng(devices=[]):
+        model = space.build(genome, problem.input_shape, problem.num_classes, width)
+        values = {"params": count_params(model)}
+        if "flops" in names:
+            values["flops"] = count_flops(model, problem.input_shape)
+    return values
+
+
+def genome_reasons(space: SearchSpace, genome: Any, problem: Problem, width: int) -> list[str]:
+    """Why ``genome`` cannot be a trial of this problem at ``width`` (empty when it can): the
+    space's own checks (``validate_for`` where the space has it, else ``validate``), then each
+    of ``problem.constraints`` it breaks, e.g. ``flops 3.9e+06 breaks flops <= 3.5e+06``."""
+    validate_for = getattr(space, "validate_for", None)
+    if validate_for is not None:
+        reasons = list(validate_for(genome, problem.input_shape, problem.num_classes, width))
+    else:
+        reasons = list(space.validate(genome))
+    if reasons or not problem.constraints:
+        return reasons
+    values = static_values(space, genome, problem, width, [c.name for c in problem.constraints])
+    return [f"{c.name} {values[c.name]:.3g} breaks {c}" for c in problem.constraints
+            if not c.met(values[c.name])]
 
 
 @dataclass(frozen=True)
@@ -115,25 +164,22 @@ class Strategy(abc.ABC):
 
     # ----------------------------------------------------------- helpers
     def is_valid(self, genome: Any) -> bool:
-        """Whether the genome is valid for the space and this budget's width and limits."""
-        validate_for = getattr(self.space, "validate_for", None)
-        if validate_for is not None:
-            reasons = validate_for(
-                genome, self.problem.input_shape, self.problem.num_classes, self.budget.width
-            )
-        else:
-            reasons = self.space.validate(genome)
-        return not reasons
+        """Whether the genome is valid for the space and this budget's width and limits, and
+        meets the problem's constraints (:func:`genome_reasons`)."""
+        return not genome_reasons(self.space, genome, self.problem, self.budget.width)
 
-    def sample_valid(self, tries: int = 200) -> Any:
-        """A random genome valid for this budget."""
+    def sample_valid(self, tries: int = 1000) -> Any:
+        """A random genome valid for this budget; ``GenomeError`` when ``tries`` samples gave
+        none."""
         for _ in range(tries):
             genome = self.space.sample(self.rng)
             if self.is_valid(genome):
                 return genome
+        limits = "max_params/max_nodes" + (
+            " or the constraints " + ", ".join(map(str, self.problem.constraints))
+            if self.problem.constraints else "")
         raise GenomeError(
-            f"space {self.space.name!r} gave no valid genome in {tries} samples; "
-            "loosen max_params/max_nodes"
+            f"space {self.space.name!r} gave no valid genome in {tries} samples; loosen {limits}"
         )
 
     def mutate_valid(self, genome: Any, tries: int = 50) -> Any:

@@ -1,0 +1,94 @@
+"""Constraints a network's build decides (params, flops) are kept by the strategy: no trial is
+spent on a network that could never be picked (session 12; quick's FLOPs window left about
+three random samples in four outside it, each trained for nothing)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from conftest import tiny_config_dict
+from nasforge.api import Search
+from nasforge.config import config_from_dict, load_config
+from nasforge.errors import GenomeError
+from nasforge.objectives import parse_constraints
+from nasforge.spaces import get_space
+from nasforge.storage import StudyStorage
+from nasforge.strategies import Problem, get_strategy
+from nasforge.strategies.base import genome_reasons, static_constraints, static_values
+
+QUICK = load_config("quick")
+WINDOW = parse_constraints(["flops >= 1.5e6", "flops <= 3.5e6"])
+
+
+def _quick_space():
+    return get_space(QUICK.space.name, **QUICK.space.settings)
+
+
+def test_only_params_and_flops_are_decided_by_the_build() -> None:
+    cons = parse_constraints(["params <= 9", "val_acc >= 0.5", "flops > 1", "latency_ms < 3"])
+    assert [c.name for c in static_constraints(cons)] == ["params", "flops"]
+
+
+def test_reasons_name_the_broken_constraint_and_agree_with_the_measured_flops() -> None:
+    space = _quick_space()
+    problem = Problem((1, 28, 28), 10, WINDOW)
+    rng = random.Random(3)
+    inside = outside = 0
+    for _ in range(40):
+        genome = space.sample(rng)
+        if space.validate_for(genome, (1, 28, 28), 10, 16):
+            continue
+        flops = static_values(space, genome, problem, 16)["flops"]
+        reasons = genome_reasons(space, genome, problem, 16)
+        if 1.5e6 <= flops <= 3.5e6:
+            inside += 1
+            assert reasons == []
+        else:
+            outside += 1
+            assert len(reasons) == 1 and "breaks flops" in reasons[0]
+    assert inside and outside  # both kinds were seen
+
+
+def test_a_strategy_proposes_only_networks_inside_the_window_and_leaves_torch_rng_alone() -> None:
+    space = _quick_space()
+    problem = Problem((1, 28, 28), 10, WINDOW)
+    before = torch.random.get_rng_state()
+    for name, settings in (("evolution", {"population": 6, "sample": 2}), ("random", {})):
+        strategy = get_strategy(name, space, QUICK.budget, problem, 0, **settings)
+        for _ in range(8):
+            candidate = strategy.ask()
+            flops = static_values(space, candidate.genome, problem, 16)["flops"]
+            assert 1.5e6 <= flops <= 3.5e6, (name, flops)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_an_impossible_window_is_one_clear_error() -> None:
+    space = _quick_space()
+    problem = Problem((1, 28, 28), 10, parse_constraints(["flops <= 10"]))
+    strategy = get_strategy("random", space, QUICK.budget, problem, 0)
+    with pytest.raises(GenomeError, match=r"no valid genome in 50 samples; loosen .*flops <= 10"):
+        strategy.sample_valid(tries=50)
+
+
+@pytest.mark.timeout(240)
+def test_a_search_trains_no_trial_that_breaks_a_params_constraint(tmp_path) -> None:
+    raw = tiny_config_dict(run={"max_evals": 8, "workers": 1})
+    space = get_space("global", **raw["space"]["settings"])
+    rng = random.Random(0)
+    problem = Problem((1, 12, 12), 4)
+    sizes = sorted(static_values(space, g, problem, 4)["params"]
+                   for g in (space.sample(rng) for _ in range(60))
+                   if not space.validate_for(g, (1, 12, 12), 4, 4))
+    bound = sizes[len(sizes) // 2]  # about half the random networks break it
+    raw["constraints"] = [f"params <= {bound}"]
+    search = Search(config_from_dict(raw, "c"), tmp_path / "c.db")
+    assert search.problem.constraints == tuple(parse_constraints([f"params <= {bound}"]))
+    search.run()
+    search.close()
+    with StudyStorage.open(tmp_path / "c.db") as store:
+        trials = store.trials()
+    assert len(trials) == 8 and all(t.status == "ok" for t in trials)
+    assert all(t.params <= bound for t in trials), [t.params for t in trials]
