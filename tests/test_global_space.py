@@ -587,3 +587,38 @@ def test_encode_fixed_length_and_invariant() -> None:
 def test_remnet_operations_are_the_default() -> None:
     assert GlobalSpace().operations == REMNET_OPERATIONS
     assert len(REMNET_OPERATIONS) == 12
+
+
+def test_input_ops_keep_pooling_off_the_input_image() -> None:
+    import json
+    import random
+    from pathlib import Path
+
+    from nasforge.errors import ConfigError
+    from nasforge.spaces import chosen_network_space, get_space
+
+    convs = ["conv3N_pad", "conv5N", "sep3N"]
+    ops = convs + ["maxpool2", "avgpool2"]
+    space = get_space("global", operations=ops, max_nodes=8, input_ops=convs)
+    rng = random.Random(0)
+    for _ in range(100):  # samples and mutations draw the op of a node after the input from it
+        sample = space.sample(rng)
+        assert space.validate(sample) == []
+        genome = space.mutate(sample, rng)
+        firsts = {e.dst for e in genome.edges if e.enabled and e.src == "in"} - {"out"}
+        ops_of = {n.id: n.op for n in genome.nodes}
+        problems = space.validate(genome)
+        assert all(ops_of[n] in convs for n in firsts) or problems
+    root = Path(__file__).resolve().parent.parent
+    pool_first = json.loads((root / "experiments/speed/quick_slow_bf16_genome.json").read_text())
+    reasons = get_space("global", operations=ops + ["conv3N"], input_ops=convs).validate(
+        space.genome_from_dict(pool_first))
+    assert any("'maxpool2' reads the input image" in r for r in reasons)
+    # a search limit: a chosen network of that kind still builds for final training or export
+    settings = {"operations": ops + ["conv3N"], "input_ops": convs}
+    assert chosen_network_space("global", settings).validate(
+        space.genome_from_dict(pool_first)) == []
+    assert get_space("global", **get_space("global", **settings).settings()).input_ops == tuple(convs)
+    for bad in ("conv3N_pad", [], ["conv7"]):
+        with pytest.raises(ConfigError, match="input_ops"):
+            get_space("global", operations=ops, input_ops=bad)

@@ -164,7 +164,7 @@ def genome_key(space: SearchSpace, genome: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
 
-SEARCH_ONLY_SETTINGS: frozenset[str] = frozenset({"max_params"})
+SEARCH_ONLY_SETTINGS: frozenset[str] = frozenset({"max_params", "input_ops"})
 """Space settings that limit the candidates of a search, not a network once it is chosen."""
 
 

@@ -52,7 +52,11 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
     ``max_params``: reject larger networks (None: no limit); ``initial_mutations``: add-node
     mutations of a sample; ``mutation_probs``: overrides of ``DEFAULT_MUTATION_PROBS`` (split,
     identity, op, toggle, add_edge; the merged values must sum to 1); ``crossover_genes``:
-    ``"parent"`` (disjoint genes from one random parent) or ``"union"`` (all genes).
+    ``"parent"`` (disjoint genes from one random parent) or ``"union"`` (all genes);
+    ``input_ops``: the operations a node may apply to the input image itself (None: any), e.g.
+    only convolutions, so no network pools the image before it has been convolved at full
+    resolution (as the fixed convolutional stem of cell spaces, Liu et al. 2019, DARTS,
+    section 3; a search limit, dropped for a network already chosen).
     """
 
     name: ClassVar[str] = "global"
@@ -68,6 +72,7 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
         initial_mutations: int = 4,
         mutation_probs: Mapping[str, float] | None = None,
         crossover_genes: str = "parent",
+        input_ops: Sequence[str] | None = None,
     ) -> None:
         ops = tuple(REMNET_OPERATIONS if operations is None else operations)
         if not ops:
@@ -101,6 +106,13 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
             raise ConfigError(
                 f"global space: crossover_genes must be one of {_CROSSOVER_GENES}"
             )
+        if input_ops is not None:
+            if (isinstance(input_ops, str) or not input_ops
+                    or not all(op in ops for op in input_ops)):
+                raise ConfigError(f"global space: input_ops must be a non-empty list of this "
+                                  f"space's operations {list(ops)}, got {input_ops!r}")
+        self.input_ops: tuple[str, ...] | None = (None if input_ops is None
+                                                  else tuple(input_ops))
         self.operations: tuple[str, ...] = ops
         self.max_nodes = max_nodes
         self.merge_policy: MergePolicy = get_merge_policy(merge_policy)
@@ -123,6 +135,7 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
             "initial_mutations": self.initial_mutations,
             "mutation_probs": dict(self.mutation_probs),
             "crossover_genes": self.crossover_genes,
+            **({} if self.input_ops is None else {"input_ops": list(self.input_ops)}),
         }
 
     def genome_to_dict(self, genome: GlobalGenome) -> dict[str, Any]:
@@ -158,8 +171,10 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
         change; change the operation of a random node; toggle a random edge among those whose
         toggle keeps the enabled graph acyclic and connected from in to out; or add an edge
         forward in topological order. Op changes, toggles and edge additions that are not
-        possible fall back to a split (reported as ``"split"``). The result is valid except
-        for the limits (max_nodes, max_params) when ``genome`` is valid.
+        possible fall back to a split (reported as ``"split"``). A new node after the input,
+        or a new operation of a node reading it, is drawn from ``input_ops``. The result is
+        valid except for the limits (max_nodes, max_params) and for ``input_ops`` after a
+        toggle or an added edge from the input, when ``genome`` is valid.
         """
         genome = _as_genome(genome)
         draw = rng.random()
@@ -172,12 +187,14 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
                 break
         if kind == "identity":
             return genome, "identity"
-        if kind == "op":
-            choices = [o for o in self.operations]
-            if genome.nodes and len(choices) > 1:
-                node = rng.choice(genome.nodes)
-                op = rng.choice([o for o in choices if o != node.op])
-                return change_op(genome, node.id, op), "op"
+        if kind == "op" and genome.nodes and len(self.operations) > 1:
+            node = rng.choice(genome.nodes)
+            reads_input = any(e.enabled and e.src == INPUT and e.dst == node.id
+                              for e in genome.edges)
+            choices = [o for o in self._ops_after(INPUT if reads_input else node.id)
+                       if o != node.op]
+            if choices:
+                return change_op(genome, node.id, rng.choice(choices)), "op"
         elif kind == "toggle":
             candidates = _toggle_candidates(genome)
             if candidates:
@@ -199,7 +216,11 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
         if not enabled:
             raise GenomeError("cannot split: the genome has no enabled edge")
         e = rng.choice(enabled)
-        return split_edge(genome, e.src, e.dst, rng.choice(self.operations))
+        return split_edge(genome, e.src, e.dst, rng.choice(self._ops_after(e.src)))
+
+    def _ops_after(self, src: str) -> tuple[str, ...]:
+        """The operations a node fed by ``src`` may have: ``input_ops`` after the input."""
+        return self.input_ops if src == INPUT and self.input_ops is not None else self.operations
 
     def mutate_valid(
         self,
@@ -273,7 +294,8 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
     # ------------------------------------------------------------------ validity
     def validate(self, genome: GlobalGenome) -> list[str]:
         """Reasons ``genome`` is invalid regardless of shapes: unknown operation, operation
-        not in this space, cycle, no enabled in->out path, over max_nodes."""
+        not in this space, cycle, no enabled in->out path, an operation on the input outside
+        ``input_ops``, over max_nodes."""
         return self._structure_reasons(genome) + self._node_limit_reasons(genome)
 
     def _structure_reasons(self, genome: GlobalGenome) -> list[str]:
@@ -290,6 +312,12 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
             reasons.append(f"cycle among enabled edges: {' -> '.join(cycle)}")
         if not _has_path(succ, INPUT, OUTPUT):
             reasons.append("no enabled path from in to out")
+        if self.input_ops is not None:
+            ops = {n.id: n.op for n in genome.nodes}
+            reasons += [f"node {e.dst}: {ops[e.dst]!r} reads the input image, not one of "
+                        f"input_ops {list(self.input_ops)}" for e in genome.edges
+                        if e.enabled and e.src == INPUT and e.dst in ops
+                        and ops[e.dst] not in self.input_ops]
         return reasons
 
     def _node_limit_reasons(self, genome: GlobalGenome) -> list[str]:
