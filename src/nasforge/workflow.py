@@ -204,14 +204,26 @@ class SearchJob:
 
 # ------------------------------------------------------------------ train
 def read_genome(space: SearchSpace, path: str | Path) -> Any:
-    """The one genome of a genome file (see ``nasforge.spaces.genome_file``); errors name
-    the file."""
+    """The one genome of a genome file (see ``nasforge.spaces.genome_file``), checked with
+    ``space.validate`` so that a genome no network can be built from (an unknown operation, a
+    cycle, no path from input to output) is refused here, before a study is created or data
+    loaded, rather than failing in a training child. Errors name the file.
+
+    Raises:
+        GenomeError: the file's genome cannot be parsed or is invalid in ``space``.
+        ConfigError: the file cannot be read or holds no single genome.
+    """
+    from nasforge.errors import GenomeError
     from nasforge.spaces.genome_file import read_one_genome_item
 
     try:
-        return space.genome_from_dict(read_one_genome_item(path))
+        genome = space.genome_from_dict(read_one_genome_item(path))
+        reasons = space.validate(genome)
     except NasforgeError as exc:
         raise type(exc)(f"{path}: {exc}") from None
+    if reasons:
+        raise GenomeError(f"{path}: invalid {space.name} genome: {'; '.join(reasons)}")
+    return genome
 
 
 @dataclass
