@@ -55,3 +55,14 @@ def test_train_refuses_an_invalid_genome_file_before_creating_a_study(
     line = _error_line(capsys)
     assert str(path) in line and f"invalid {space} genome" in line and reason in line
     assert not db.exists()
+
+
+def test_draw_of_a_genome_file_with_a_cycle_names_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``nasforge: error: cycle among enabled edges: ...`` without the file's name."""
+    path = tmp_path / "cycle.json"
+    path.write_text(json.dumps(_global_genome_with_cycle()))
+    out = tmp_path / "x.dot"
+    assert main(["draw", str(path), "-o", str(out)]) == 2
+    line = _error_line(capsys)
+    assert f"{path}: cycle among enabled edges" in line and not out.exists()
