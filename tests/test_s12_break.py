@@ -4,6 +4,7 @@ file, create nothing and leave stored results as they were."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 
 from nasforge.cli import main
 from nasforge.spaces import get_space
+
+needs_table = pytest.mark.skipif(importlib.util.find_spec("analognasbench") is None,
+                                 reason="optional NAS-Bench-201 table (analog-nasbench)")
+TABULAR = ["--space", "nb201", "--evaluator", "tabular:nb201"]
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -66,3 +71,75 @@ def test_draw_of_a_genome_file_with_a_cycle_names_the_file(
     assert main(["draw", str(path), "-o", str(out)]) == 2
     line = _error_line(capsys)
     assert f"{path}: cycle among enabled edges" in line and not out.exists()
+
+
+def _small_study(folder: Path) -> Path:
+    """A study with its study row and no trials (nothing trained)."""
+    from nasforge.config import config_from_dict
+    from nasforge.storage import StudyStorage
+    from tests.conftest import tiny_config_dict
+
+    config = config_from_dict(tiny_config_dict(), "tiny")
+    db = folder / "s.db"
+    StudyStorage.create(db, name="tiny", config=config.to_dict(), identity={"a": 1},
+                        identity_hash="h", provenance={}).close()
+    return db
+
+
+@pytest.mark.parametrize("sql,message", [
+    ("UPDATE study SET config_json = '{'", "s.db: study row: column config_json is damaged"),
+    ("UPDATE study SET provenance_json = '[1]'",
+     "s.db: study row: column provenance_json is damaged (holds list, expected dict)"),
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'",
+     "s.db: meta value schema_version is damaged (holds 'abc', expected a whole number)"),
+    ("INSERT INTO strategy_state VALUES (1, '{', 0)",
+     "s.db: strategy state: column state_json is damaged (not JSON"),
+    ("INSERT INTO meta VALUES ('multi_fidelity', '{')",
+     "s.db: meta multi_fidelity: column value is damaged (not JSON"),
+])
+def test_a_study_damaged_outside_its_trial_rows_is_one_line_and_untouched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], sql: str, message: str) -> None:
+    """Before: ``nasforge: internal error: JSONDecodeError`` (config, strategy state, meta
+    value) or ``ValueError: invalid literal for int()`` (schema version)."""
+    import sqlite3
+
+    db = _small_study(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql)
+    before = db.read_bytes()
+    assert main(["report", str(db), "-o", str(tmp_path / "r.html")]) == 2
+    assert message in _error_line(capsys)
+    assert db.read_bytes() == before and not (tmp_path / "r.html").exists()
+
+
+@needs_table
+@pytest.mark.parametrize("how", ["other strategy", "damaged state"])
+def test_a_resume_whose_strategy_state_cannot_be_restored_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    """Before: ``internal error: KeyError: 'pheromone'`` (``--resume --force`` after changing
+    ``strategy.name``) or ``KeyError: 'rng'`` (a state edited by hand), after the resume had
+    already rewritten the study's config and identity (a later plain ``--resume`` was then
+    refused as another study)."""
+    import sqlite3
+
+    db = tmp_path / "t.db"
+    base = ["search", "quick", *TABULAR, "--storage", str(db), "--quiet"]
+    assert main(base + ["--max-evals", "12"]) == 0
+    args = base + ["--max-evals", "20", "--resume"]
+    if how == "other strategy":
+        args += ["--force", "--strategy", "aco"]
+        expected = "cannot be restored by strategy 'aco' (missing key 'pheromone')"
+    else:
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("UPDATE strategy_state SET state_json = '{\"population\": 3}'")
+        conn.close()
+        expected = "cannot be restored by strategy 'evolution' (missing key 'rng')"
+    capsys.readouterr()
+    before = db.read_bytes()
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"nasforge: error: {db}: ") and expected in line
+    assert db.read_bytes() == before and not Path(f"{db}-wal").exists()
+    if how == "other strategy":  # the study is still the evolution study it was
+        assert main(base + ["--max-evals", "20", "--resume"]) == 0
