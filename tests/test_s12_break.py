@@ -143,3 +143,33 @@ def test_a_resume_whose_strategy_state_cannot_be_restored_writes_nothing(
     assert db.read_bytes() == before and not Path(f"{db}-wal").exists()
     if how == "other strategy":  # the study is still the evolution study it was
         assert main(base + ["--max-evals", "20", "--resume"]) == 0
+
+
+@pytest.mark.parametrize("strategy,key,value,message", [
+    ("evolution", "population", "abc", "evolution: population must be an int >= 1, got 'abc'"),
+    ("evolution", "sample", "2.5", "evolution: sample must be an int >= 1, got 2.5"),
+    ("smbo", "candidates", "x", "smbo: candidates must be an int >= 1, got 'x'"),
+    ("smbo", "ucb_beta", "x", "smbo: ucb_beta must be a number >= 0.0, got 'x'"),
+    ("hyperband", "iterations", "x", "hyperband: iterations must be an int >= 1, got 'x'"),
+    ("bohb", "samples", "x", "bohb: samples must be an int >= 1, got 'x'"),
+    ("asha", "novelty_tries", "x", "asha: novelty_tries must be an int >= 0, got 'x'"),
+])
+def test_a_strategy_setting_of_the_wrong_type_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], strategy: str, key: str,
+        value: str, message: str) -> None:
+    """Before: ``internal error: TypeError: '<' not supported between instances of 'str' and
+    'int'`` (a float population was taken as it was)."""
+    db = tmp_path / "s.db"
+    assert main(["search", "quick", "--space", "nb201", "--strategy", strategy, "--set",
+                 f"strategy.settings.{key}={value}", "--storage", str(db), "--no-final"]) == 2
+    assert message in _error_line(capsys)
+    assert not db.exists()
+
+
+def test_a_binary_config_file_is_one_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``internal error: UnicodeDecodeError``."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xf7\x00\x01binary")
+    assert main(["search", str(path), "--storage", str(tmp_path / "c.db")]) == 2
+    assert f"{path}: not a YAML text file" in _error_line(capsys)
