@@ -173,3 +173,29 @@ def test_a_binary_config_file_is_one_line(tmp_path: Path,
     path.write_bytes(b"\xf7\x00\x01binary")
     assert main(["search", str(path), "--storage", str(tmp_path / "c.db")]) == 2
     assert f"{path}: not a YAML text file" in _error_line(capsys)
+
+
+@needs_table
+def test_a_stored_genome_the_space_refuses_names_the_study_and_trial(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``nasforge: error: nb201 genome: unknown operation 'conv_9x9'; ...`` without the
+    study or the trial (``best``, ``draw``, and a ``--resume`` after its search)."""
+    import sqlite3
+
+    db = tmp_path / "t.db"
+    assert main(["search", "quick", *TABULAR, "--storage", str(db), "--max-evals", "6",
+                 "--quiet"]) == 0
+    conn = sqlite3.connect(db)
+    with conn:  # every trial: whichever is best holds the damaged genome
+        conn.execute("UPDATE trials SET genome_json = replace(genome_json, 'none', 'conv_9x9')")
+        conn.execute("UPDATE trials SET genome_json = replace(genome_json, 'skip_connect', "
+                     "'conv_9x9')")
+    conn.close()
+    capsys.readouterr()
+    before = db.read_bytes()
+    for args in (["best", str(db)], ["draw", str(db), "-o", str(tmp_path / "x.dot")]):
+        assert main(args) == 2
+        line = _error_line(capsys)
+        assert f"{db}: trial " in line and ": column genome_json is damaged (nb201 genome: " \
+            "unknown operation 'conv_9x9'" in line, line
+    assert db.read_bytes() == before

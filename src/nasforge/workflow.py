@@ -144,7 +144,9 @@ class SearchJob:
         final = config.final
         if final is None:
             raise ConfigError(f"{config.name} has no final section")
-        entries = [(t.number, search.space.genome_from_dict(t.genome))
+        from nasforge.storage.records import trial_genome
+
+        entries = [(t.number, trial_genome(search.space, t, search.storage.path))
                    for t in final_picks(search.storage, config)]
         if not entries:
             self.reporter.message("final: no successful trial meets the constraints: nothing "
@@ -291,7 +293,9 @@ def _study_entries(source: Path, trial: int | None, top: int | None,
         trials = [study.trial(trial)] if trial is not None else study.best(top or 1)
         if not trials:
             raise NasforgeError(f"{source} has no successful trial to train")
-        entries = [(t.number, study.space.genome_from_dict(t.genome)) for t in trials]
+        from nasforge.storage.records import trial_genome
+
+        entries = [(t.number, trial_genome(study.space, t, source)) for t in trials]
     except BaseException:
         storage.close()
         raise

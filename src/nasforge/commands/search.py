@@ -91,7 +91,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             picks = final_picks(job.search_.storage, config)
             best, meets = (picks[0], " (best meeting the constraints)") if picks else (
                 best, " (no trial meets the constraints)")
-        genome = job.space.genome_from_dict(best.genome)
+        from nasforge.storage.records import trial_genome
+
+        genome = trial_genome(job.space, best, storage)
         print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params"
               f"{meets}")
         print(f"      {job.space.describe(genome, config.budget.width)}")
