@@ -199,3 +199,28 @@ def test_a_stored_genome_the_space_refuses_names_the_study_and_trial(
         assert f"{db}: trial " in line and ": column genome_json is damaged (nb201 genome: " \
             "unknown operation 'conv_9x9'" in line, line
     assert db.read_bytes() == before
+
+
+@needs_table
+@pytest.mark.parametrize("strategy", ["darts", "gdas"])
+def test_bench_refuses_a_one_shot_strategy(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           strategy: str) -> None:
+    """Before: the supernet's stand-in genome was answered from the table as if searched
+    (``darts`` and ``gdas`` printed the same figures) and the curves written."""
+    out = tmp_path / "b"
+    assert main(["bench", strategy, *TABULAR, "--evals", "5", "--seeds", "1", "-o",
+                 str(out)]) == 2
+    assert f"bench: '{strategy}' is a one-shot strategy" in _error_line(capsys)
+    assert not out.exists()
+
+
+@needs_table
+def test_bench_output_that_is_a_file_is_one_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``internal error: FileExistsError`` after the runs."""
+    out = tmp_path / "f"
+    out.write_text("keep")
+    assert main(["bench", "random", *TABULAR, "--evals", "5", "--seeds", "1", "-o",
+                 str(out)]) == 2
+    assert f"-o {out}: exists and is not a folder" in _error_line(capsys)
+    assert out.read_text() == "keep"
