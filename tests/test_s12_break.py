@@ -224,3 +224,53 @@ def test_bench_output_that_is_a_file_is_one_line(tmp_path: Path,
                  str(out)]) == 2
     assert f"-o {out}: exists and is not a folder" in _error_line(capsys)
     assert out.read_text() == "keep"
+
+
+def _has_trial(db: Path, number: int) -> bool:
+    """Whether the study (being written by another process) holds trial ``number`` yet."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT 1 FROM trials WHERE number = ?",
+                                (number,)).fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupted_search_says_its_final_step_was_not_started(tmp_path: Path) -> None:
+    """Before: one Ctrl-C in the search of a config with a ``final`` section ended with
+    ``study stored in ...`` and exit 0, the final training skipped without a word."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.conftest import tiny_config_dict
+
+    raw = tiny_config_dict(run={"max_evals": 6, "workers": 1},
+                           budget={"max_steps": 2, "epochs": 1, "width": 4})
+    raw["final"] = {"top": 1, "seeds": 1, "budget": {"epochs": 1, "width": 4, "max_steps": 2}}
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NASFORGE_FAULTS": "eval-start:2.1=sleep:30"}
+    proc = subprocess.Popen([sys.executable, "-m", "nasforge", "search", str(cfg), "--storage",
+                             str(tmp_path / "f.db"), "--set", "run.grace_period=1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not _has_trial(tmp_path / "f.db", 2) and time.time() < deadline:
+        time.sleep(0.2)  # the second trial's evaluation is then held by the fault point
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "stopped: interrupted" in out, (out, err)
+    assert ("final training not started: the search was interrupted; --resume finishes the "
+            "search and then trains") in out
+    assert "Traceback" not in err

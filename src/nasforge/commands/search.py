@@ -108,6 +108,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                   "training")
         elif job.wants_final(args.no_final):
             _print_final(job.final(), config, deferral_said=reporter.enabled)
+        elif config.final is not None and not args.no_final and summary.stop_reason == "interrupted":
+            print("final training not started: the search was interrupted; --resume finishes "
+                  "the search and then trains")
         total = job.finish()
         print(f"study stored in {storage}; total {total:.0f}s")
     return 0
