@@ -274,3 +274,21 @@ def test_an_interrupted_search_says_its_final_step_was_not_started(tmp_path: Pat
     assert ("final training not started: the search was interrupted; --resume finishes the "
             "search and then trains") in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "0"], "budget.epochs must be a positive integer, got 0"),
+    (["--optimizer", "foo"], "unknown optimizer 'foo'"),
+    (["--nproc", "0"], "--nproc must be at least 1, got 0"),
+])
+def test_train_with_a_bad_flag_leaves_no_empty_study(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str],
+        message: str) -> None:
+    """Before: the genome file's new study was created first and left behind, empty."""
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"cell": "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|"
+                                        "skip_connect~0|none~1|nor_conv_3x3~2|"}))
+    db = tmp_path / "t.db"
+    assert main(["train", str(path), "--space", "nb201", *flags, "--storage", str(db)]) == 2
+    assert message in _error_line(capsys)
+    assert not db.exists()

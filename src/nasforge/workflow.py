@@ -325,6 +325,11 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
 
     source = Path(source)
     preset_cfg = load_config(preset) if preset else None
+    # bad flags (--epochs 0, --optimizer foo, --nproc 0) are refused before a genome file's
+    # new study is created (it was left behind, empty)
+    Budget().replace(**(budget_changes or {}))
+    if nproc is not None and nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if source.suffix == ".json":
         store, config, built, entries = _genome_file_entries(source, preset_cfg, storage, space,
                                                              head, data_dir)
