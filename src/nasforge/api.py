@@ -14,7 +14,7 @@ import socket
 import subprocess
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nasforge
 from nasforge.config import SearchConfig
@@ -104,14 +104,17 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: bool,
-               data: dict[str, Any] | None = None) -> StudyStorage:
+               data: dict[str, Any] | None = None,
+               before_write: Callable[[StudyStorage], None] | None = None) -> StudyStorage:
     """Create a new study, or open one to resume (refusing another config unless forced).
     An existing file without ``resume`` is refused (StorageError) untouched: as not a nasforge
     study, as damaged, or as a study to ``--resume``.
 
     ``data`` holds ``fingerprint`` and ``labels`` (``nasforge.data.fingerprint``): stored in a
     new study; a resume on data whose fingerprint differs from the stored one is refused
-    (StorageError naming both) unless ``force``, which stores the new one."""
+    (StorageError naming both) unless ``force``, which stores the new one. ``before_write``
+    (a resume only) is called with the opened study after these checks and before anything is
+    written to it; what it raises closes the study and propagates (a refusal writes nothing)."""
     path = Path(path)
     identity = json.loads(json.dumps(config.identity(), default=list))
     if not resume:
@@ -132,7 +135,8 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
     # read first (a refused resume writes nothing), as the one driver of the study
     storage = StudyStorage.open(path, lock=True)
     stored = storage.study()
-    if stored["identity_hash"] != config.identity_hash():
+    replace_identity = stored["identity_hash"] != config.identity_hash()
+    if replace_identity:
         changed = _diff(stored["identity"], identity)
         if not force:
             storage.close()
@@ -140,8 +144,6 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
                 f"{path} belongs to another study (changed: {', '.join(changed) or 'identity'}); "
                 "it was left untouched; use --force to resume it anyway"
             )
-        storage.upgrade()
-        storage.replace_identity(identity, config.identity_hash())
     stored_fp = storage.meta_value("data_fingerprint")
     if (data is not None and stored_fp is not None
             and stored_fp.get("sha256") != data["fingerprint"]["sha256"] and not force):
@@ -152,7 +154,15 @@ def open_study(path: str | Path, config: SearchConfig, *, resume: bool, force: b
             f"{path} was trained on other data (stored {describe_fingerprint(stored_fp)}; now "
             f"{describe_fingerprint(data['fingerprint'])}); it was left untouched; use --force "
             "to resume it anyway")
+    if before_write is not None:
+        try:
+            before_write(storage)
+        except BaseException:
+            storage.close()
+            raise
     storage.upgrade()  # a schema-1 study: migrated now, after a copy to FILE.v1.bak
+    if replace_identity:
+        storage.replace_identity(identity, config.identity_hash())
     storage.update_config(config.to_dict(), provenance())
     store_data_facts(storage, data)
     return storage
@@ -191,6 +201,27 @@ def load_genomes(space: SearchSpace, source: str | Path) -> list[Any]:
         return [space.genome_from_dict(item) for item in read_genome_items(path)]
     with StudyStorage.open(path) as storage:
         return [space.genome_from_dict(t.genome) for t in storage.best(10**9)]
+
+
+def restore_strategy(strategy: Any, state: dict[str, Any], path: str | Path, name: str) -> None:
+    """Load a study's stored strategy state into ``strategy`` (``load_state_dict``).
+
+    Raises:
+        StorageError: one line naming the study file and the strategy when the state cannot be
+            restored: written by another strategy (a ``--resume --force`` after
+            ``strategy.name`` changed), or edited or damaged by hand (a missing key, a value of
+            the wrong type).
+    """
+    from nasforge.errors import NasforgeError
+
+    try:
+        strategy.load_state_dict(state)
+    except (NasforgeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise StorageError(
+            f"{path}: its stored strategy state cannot be restored by strategy {name!r} "
+            f"({what}): written by another strategy, or damaged; it was left untouched (resume "
+            "with the strategy the study was searched with)") from None
 
 
 class Search:
@@ -247,15 +278,21 @@ class Search:
                                          load_genome_items(init_from), str(init_from))
             self.reporter.message(line)
             self.init_from_note = line
+        restored: list[bool] = []
+
+        def restore(storage: StudyStorage) -> None:  # before the resume writes anything
+            state = storage.strategy_state()
+            if state is not None:
+                restore_strategy(self.strategy, state, storage_path, config.strategy.name)
+                restored.append(True)
+
         self.storage = open_study(storage_path, config, resume=resume, force=force,
-                                  data=None if self.tabular else data_facts(config))
+                                  data=None if self.tabular else data_facts(config),
+                                  before_write=restore)
         self._created = not resume
         self.run_number = self.storage.start_run(
             provenance(), {"run": config.to_dict()["run"], "resume": resume, "force": force})
-        state = self.storage.strategy_state()
-        if state is not None:
-            self.strategy.load_state_dict(state)
-        elif warm:
+        if not restored and warm:
             self.strategy.warm_start(warm)
         self._announce_schedule()
 

@@ -431,7 +431,11 @@ def load_config(name_or_path: str) -> SearchConfig:
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file {name_or_path} not found")
-        return config_from_dict(load_yaml(path.read_text(), str(path)), str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as exc:  # a binary file given as the config
+            raise ConfigError(f"{path}: not a YAML text file (not UTF-8: byte {exc.start})") from None
+        return config_from_dict(load_yaml(text, str(path)), str(path))
     text = preset_text(name_or_path)
     return config_from_dict(load_yaml(text, f"preset {name_or_path}"), f"preset {name_or_path}")
 

@@ -156,7 +156,9 @@ class StoredStudy:
     def genome(self, trial: TrialRecord | int) -> Any:
         """A trial's genome (a trial record or its number) decoded by the study's space."""
         record = self.trial(trial) if isinstance(trial, int) else trial
-        return self.space.genome_from_dict(record.genome)
+        from nasforge.storage.records import trial_genome
+
+        return trial_genome(self.space, record, self.path)
 
     def describe(self, trial: TrialRecord | int, width: int | None = None) -> str:
         """A trial's network as the space's one-line text form, at ``width`` (default the

@@ -144,7 +144,9 @@ class SearchJob:
         final = config.final
         if final is None:
             raise ConfigError(f"{config.name} has no final section")
-        entries = [(t.number, search.space.genome_from_dict(t.genome))
+        from nasforge.storage.records import trial_genome
+
+        entries = [(t.number, trial_genome(search.space, t, search.storage.path))
                    for t in final_picks(search.storage, config)]
         if not entries:
             self.reporter.message("final: no successful trial meets the constraints: nothing "
@@ -204,14 +206,26 @@ class SearchJob:
 
 # ------------------------------------------------------------------ train
 def read_genome(space: SearchSpace, path: str | Path) -> Any:
-    """The one genome of a genome file (see ``nasforge.spaces.genome_file``); errors name
-    the file."""
+    """The one genome of a genome file (see ``nasforge.spaces.genome_file``), checked with
+    ``space.validate`` so that a genome no network can be built from (an unknown operation, a
+    cycle, no path from input to output) is refused here, before a study is created or data
+    loaded, rather than failing in a training child. Errors name the file.
+
+    Raises:
+        GenomeError: the file's genome cannot be parsed or is invalid in ``space``.
+        ConfigError: the file cannot be read or holds no single genome.
+    """
+    from nasforge.errors import GenomeError
     from nasforge.spaces.genome_file import read_one_genome_item
 
     try:
-        return space.genome_from_dict(read_one_genome_item(path))
+        genome = space.genome_from_dict(read_one_genome_item(path))
+        reasons = space.validate(genome)
     except NasforgeError as exc:
         raise type(exc)(f"{path}: {exc}") from None
+    if reasons:
+        raise GenomeError(f"{path}: invalid {space.name} genome: {'; '.join(reasons)}")
+    return genome
 
 
 @dataclass
@@ -279,7 +293,9 @@ def _study_entries(source: Path, trial: int | None, top: int | None,
         trials = [study.trial(trial)] if trial is not None else study.best(top or 1)
         if not trials:
             raise NasforgeError(f"{source} has no successful trial to train")
-        entries = [(t.number, study.space.genome_from_dict(t.genome)) for t in trials]
+        from nasforge.storage.records import trial_genome
+
+        entries = [(t.number, trial_genome(study.space, t, source)) for t in trials]
     except BaseException:
         storage.close()
         raise
@@ -367,6 +383,11 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
     started = time.time()  # final.total_seconds counts from here (no search before it)
     source = Path(source)
     preset_cfg = load_config(preset) if preset else None
+    # bad flags (--epochs 0, --optimizer foo, --nproc 0) are refused before a genome file's
+    # new study is created (it was left behind, empty)
+    Budget().replace(**(budget_changes or {}))
+    if nproc is not None and nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     if source.suffix == ".json":
         store, config, built, entries = _genome_file_entries(source, preset_cfg, storage, space,
                                                              head, data_dir)

@@ -88,6 +88,12 @@ def run_strategy(name: str, space: SearchSpace, table: NB201Table, evals: int,
         clock = 0.0
         for i in range(evals):
             candidate = strategy.ask()
+            if candidate is None or candidate.kind == "supernet":
+                # a supernet's genome is a stand-in until its search ends: no table answer
+                why = ("is a one-shot strategy (its trials train a supernet, which the table "
+                       "cannot answer); run it with `nasforge search`" if candidate is not None
+                       else "waited with nothing running (it needs a runner)")
+                raise ConfigError(f"bench: {name!r} {why}")
             value = table.lookup(candidate.genome)
             clock += table.cost(candidate.genome)
             acc[row, i], secs[row, i] = value, clock

@@ -71,15 +71,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--settings for strategies not run: {', '.join(unknown)}")
     space = get_space(args.space)
     check_evaluator(args.evaluator, space)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():  # found before the runs, not after them
+        raise ConfigError(f"-o {out}: exists and is not a folder")
     start = time.perf_counter()
     table = load_table()
     seeds = list(range(args.seed, args.seed + args.seeds))
     results = [run_strategy(name, space, table, args.evals, seeds, settings.get(name))
                for name in args.strategies]
-    out = Path(args.output)
-    write_csv(results, table, out / "curves.csv")
-    if not args.no_plot:
-        plot(results, table, out / "bench.png")
+    try:
+        write_csv(results, table, out / "curves.csv")
+        if not args.no_plot:
+            plot(results, table, out / "bench.png")
+    except OSError as exc:  # a folder that cannot be written
+        raise ConfigError(f"-o {out}: cannot write the results ({exc.strerror or exc})") from None
     for line in summary_lines(results, table):
         print(line)
     wrote = f"{out / 'curves.csv'}" + ("" if args.no_plot else f", {out / 'bench.png'}")

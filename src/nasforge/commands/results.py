@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from nasforge.storage.records import trial_genome
+
 
 def _trial_rows(trials: list[Any]) -> list[dict[str, Any]]:
     """The columns ``trials`` prints (and writes as CSV), one dict per trial."""
@@ -79,7 +81,7 @@ def cmd_best(args: argparse.Namespace) -> int:
             values = trial_values(t, objectives) or []
             line += "; " + ", ".join(f"{o.name} {v:g}" for o, v in zip(objectives, values))
         print(line)
-        print(f"    {space.describe(space.genome_from_dict(t.genome), width)}")
+        print(f"    {space.describe(trial_genome(space, t, args.file), width)}")
     if finals:
         print("final trainings:")
         from nasforge.storage import budget_key

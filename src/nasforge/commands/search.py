@@ -91,7 +91,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             picks = final_picks(job.search_.storage, config)
             best, meets = (picks[0], " (best meeting the constraints)") if picks else (
                 best, " (no trial meets the constraints)")
-        genome = job.space.genome_from_dict(best.genome)
+        from nasforge.storage.records import trial_genome
+
+        genome = trial_genome(job.space, best, storage)
         print(f"best: trial {best.number}, val acc {best.val_acc:.4f}, {best.params:,} params"
               f"{meets}")
         print(f"      {job.space.describe(genome, config.budget.width)}")
@@ -106,6 +108,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                   "training")
         elif job.wants_final(args.no_final):
             _print_final(job.final(), config, deferral_said=reporter.enabled)
+        elif config.final is not None and not args.no_final and summary.stop_reason == "interrupted":
+            print("final training not started: the search was interrupted; --resume finishes "
+                  "the search and then trains")
         total = job.finish()
         print(f"study stored in {storage}; total {total:.0f}s")
     return 0

@@ -36,6 +36,7 @@ from nasforge.execution.stops import hard_stop
 from nasforge.execution.speed_store import speed_choices_for, store_speed
 from nasforge.execution.tasks import EvalTask, evaluate_task, model_seed
 from nasforge.spaces.base import SearchSpace, genome_key
+from nasforge.storage.records import trial_genome
 from nasforge.storage.sqlite import StudyStorage, TrialRecord, artifacts_dir, budget_key
 from nasforge.strategies.base import Observation, Strategy
 
@@ -391,7 +392,7 @@ class Runner:
             previous_handler = None
         try:
             for record in self.storage.trials("running"):
-                genome = self.space.genome_from_dict(record.genome)
+                genome = trial_genome(self.space, record, self.storage.path)
                 self.requeued += 1
                 self.logger.info("trial %d re-queued after an interrupted run", record.number)
                 attempt = self.storage.requeue_trial(record.number)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, GenomeError
 
 
 def _parse_shape(text: str | None) -> tuple[int, int, int] | None:
@@ -54,7 +54,10 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
     src = genome_from_source(args.source, trial=args.trial, space_name=args.space,
                              width=args.width, input_shape=_parse_shape(args.input))
-    drawing = draw_to_file(src, args.output)
+    try:
+        drawing = draw_to_file(src, args.output)
+    except GenomeError as exc:  # e.g. a cycle found while laying the genome out: name the file
+        raise GenomeError(f"{args.source}: {exc}") from None
     how = "Graphviz" if drawing.graphviz or drawing.fmt == "dot" else (
         "text form (Graphviz `dot` not found)")
     print(f"{src.label}: {drawing.text}")

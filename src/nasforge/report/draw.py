@@ -210,7 +210,9 @@ def genome_from_source(
             raise ConfigError(f"{path} has no successful trial; pick one with --trial N")
         record = best[0]
     space = study.space if space_name is None else space_of_config(cfg, space_name)
-    genome = space.genome_from_dict(record.genome)
+    from nasforge.storage.records import trial_genome
+
+    genome = trial_genome(space, record, path)
     if width is None:
         width = record.budget.get("width", cfg.get("budget", {}).get("width"))
     if input_shape is None:

@@ -174,7 +174,9 @@ def load_study_model(study_path: str | Path, trial: int | None = None,
         raise ExportError(f"cannot load the study's data set to get its input shape and "
                           f"normalisation ({exc}); point --data-dir at it") from None
     space = chosen_network_space(config.space.name, dict(config.space.settings))
-    genome = space.genome_from_dict(source.trial.genome)
+    from nasforge.storage.records import trial_genome
+
+    genome = trial_genome(space, source.trial, study_path)
     input_shape = tuple(int(d) for d in splits.input_shape)
     model = space.build(genome, input_shape, int(splits.num_classes), source.width)
     state = load_state(source.checkpoint)

@@ -3,12 +3,12 @@ strategy state (part of ``StudyStorage``)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from typing import Any
 
 from nasforge.errors import StorageError
+from nasforge.storage.records import json_column
 from nasforge.storage.schema import Connected, dumps
 
 RESERVED_KEYS: tuple[str, ...] = ("format", "schema_version")
@@ -38,21 +38,25 @@ class MetaValues(Connected):
             raise StorageError(f"cannot write to study {self.path}: {exc}") from None
 
     def strategy_state(self) -> dict[str, Any] | None:
-        """The last stored strategy state, or None when none was stored."""
+        """The last stored strategy state, or None when none was stored. Raises
+        ``StorageError`` naming the file when the stored state is not a JSON object."""
         row = self._conn.execute("SELECT state_json FROM strategy_state WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else None
+        return (json_column(f"{self.path}: strategy state", "state_json", row[0], {}, dict)
+                if row else None)
 
     # ------------------------------------------------------------ meta values
     def meta_value(self, key: str) -> Any:
-        """A JSON value stored under ``key`` in the study's ``meta`` table, or None."""
+        """A JSON value stored under ``key`` in the study's ``meta`` table, or None. Raises
+        ``StorageError`` naming the file and key when the stored value is not JSON."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return json_column(f"{self.path}: meta {key}", "value", row[0], None, object) if row else None
 
     def meta_values(self, prefix: str) -> dict[str, Any]:
         """Every JSON value whose ``meta`` key starts with ``prefix``, by the rest of the key."""
         rows = self._conn.execute(
             "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
-        return {key[len(prefix):]: json.loads(value) for key, value in rows}
+        return {key[len(prefix):]: json_column(f"{self.path}: meta {key}", "value", value, None,
+                                               object) for key, value in rows}
 
     def set_meta_value(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` (replacing an earlier one). The keys ``format`` and

@@ -98,6 +98,20 @@ def json_column(where: str, name: str, text: Any, empty: Any, kind: type) -> Any
     return value
 
 
+def trial_genome(space: Any, record: Any, source: Any) -> Any:
+    """The genome of a stored trial (a ``TrialRecord``/``Trial`` with ``number`` and
+    ``genome``) decoded by ``space`` (``genome_from_dict``). Raises ``StorageError`` naming
+    ``source`` (the study file), the trial and the column when the stored genome is not one
+    of ``space`` (an operation it lacks, a missing field: a row edited or damaged by hand)."""
+    from nasforge.errors import NasforgeError
+
+    try:
+        return space.genome_from_dict(record.genome)
+    except NasforgeError as exc:
+        raise StorageError(f"{source}: trial {record.number}: column genome_json is damaged "
+                           f"({exc})") from None
+
+
 def number_column(where: str, name: str, value: Any) -> Any:
     """A numeric column's value (None allowed); a ``StorageError`` when it holds text."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):

@@ -8,7 +8,6 @@ records in ``storage.records``; every name that was importable from here still i
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from nasforge.storage.records import (
     Trial,
     TrialRecord,
     TrialStatus,
+    json_column,
     number_column,
     is_transient_failure,
 )
@@ -73,7 +73,15 @@ class StudyStorage(MetaValues, FinalRuns):
         self._lock = lock
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         #: the file's schema version (1 for a study not yet upgraded, read as it is)
-        self.schema = int(row[0]) if row else SCHEMA_VERSION
+        self.schema = SCHEMA_VERSION
+        if row:
+            try:
+                self.schema = int(row[0])
+            except (TypeError, ValueError):  # edited or damaged by hand: one line, not int()'s
+                conn.close()
+                raise StorageError(f"{self.path}: meta value schema_version is damaged (holds "
+                                   f"{row[0]!r}, expected a whole number); it was left "
+                                   "untouched") from None
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -183,12 +191,13 @@ class StudyStorage(MetaValues, FinalRuns):
         ).fetchone()
         if row is None:
             raise StorageError(f"{self.path} has no study row")
+        where = f"{self.path}: study row"
         return {
             "name": row[0],
-            "config": json.loads(row[1]),
-            "identity": json.loads(row[2]),
+            "config": json_column(where, "config_json", row[1], {}, dict),
+            "identity": json_column(where, "identity_json", row[2], {}, dict),
             "identity_hash": row[3],
-            "provenance": json.loads(row[4]),
+            "provenance": json_column(where, "provenance_json", row[4], {}, dict),
             "created_at": row[5],
         }
 

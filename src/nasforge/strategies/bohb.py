@@ -102,6 +102,13 @@ class BOHB(Hyperband):
         super().__init__(space, budget, problem, seed, axis=axis, eta=eta,
                          min_epochs=min_epochs, min_fraction=min_fraction, formula=formula,
                          iterations=iterations, novelty_tries=novelty_tries)
+        from nasforge.strategies.population import check_float, check_int
+
+        check_int("bohb", "samples", samples, 1)  # 'abc' or 2.5: one line naming the key
+        for key, value in (("top_fraction", top_fraction), ("random_fraction", random_fraction),
+                           ("bandwidth_factor", bandwidth_factor),
+                           ("min_bandwidth", min_bandwidth)):
+            check_float("bohb", key, value, 0.0)
         if not (0 < top_fraction < 1 and samples >= 1 and 0 <= random_fraction <= 1
                 and bandwidth_factor > 0 and min_bandwidth > 0):
             raise ConfigError("bohb: need 0 < top_fraction < 1, samples >= 1, "

@@ -6,7 +6,6 @@ import math
 from collections import deque
 from typing import Any
 
-from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy, register_strategy
@@ -43,8 +42,11 @@ class RegularizedEvolution(Strategy):
         novelty_tries: int = 20,
     ) -> None:
         super().__init__(space, budget, problem, seed)
-        if population < 1 or sample < 1 or novelty_tries < 0:
-            raise ConfigError("evolution: population and sample must be >= 1, novelty_tries >= 0")
+        from nasforge.strategies.population import check_int
+
+        for key, value, low in (("population", population, 1), ("sample", sample, 1),
+                                ("novelty_tries", novelty_tries, 0)):
+            check_int("evolution", key, value, low)  # 'abc' or 2.5: one line naming the key
         self.population_size = population
         self.sample_size = sample
         self.novelty_tries = novelty_tries

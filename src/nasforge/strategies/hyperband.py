@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Candidate, Observation, Problem, register_strategy
@@ -43,8 +42,10 @@ class Hyperband(MultiFidelity):
         super().__init__(space, budget, problem, seed, axis=axis, eta=eta,
                          min_epochs=min_epochs, min_fraction=min_fraction,
                          novelty_tries=novelty_tries)
-        if iterations is not None and iterations < 1:
-            raise ConfigError(f"{self.name}: iterations must be >= 1 or null")
+        if iterations is not None:
+            from nasforge.strategies.population import check_int
+
+            check_int(self.name, "iterations", iterations, 1)
         self.formula = formula
         self.sizes = bracket_sizes(len(self.ladder), eta, formula)
         self.iterations = iterations

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nasforge.errors import ConfigError
 from nasforge.evaluation.budget import Budget
 from nasforge.spaces.base import SearchSpace, genome_key
 from nasforge.strategies.base import Candidate, Observation, Problem, Strategy
@@ -45,8 +44,9 @@ class MultiFidelity(Strategy):
                  axis: str = "epochs", eta: int = DEFAULT_ETA, min_epochs: int = 1,
                  min_fraction: float | None = None, novelty_tries: int = 20) -> None:
         super().__init__(space, budget, problem, seed)
-        if novelty_tries < 0:
-            raise ConfigError(f"{self.name}: novelty_tries must be >= 0")
+        from nasforge.strategies.population import check_int
+
+        check_int(self.name, "novelty_tries", novelty_tries, 0)
         self.axis = axis
         self.eta = eta
         self.novelty_tries = novelty_tries

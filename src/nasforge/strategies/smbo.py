@@ -94,6 +94,12 @@ class SMBO(Strategy):
         if acquisition not in ACQUISITIONS:
             raise ConfigError(f"smbo: acquisition must be one of {', '.join(ACQUISITIONS)}, "
                               f"got {acquisition!r}")
+        from nasforge.strategies.population import check_float, check_int
+
+        for key, value, low in (("initial", initial, 2), ("batch", batch, 1),
+                                ("candidates", candidates, 1), ("parents", parents, 1)):
+            check_int("smbo", key, value, low)  # 'abc' or 2.5: one line naming the key
+        check_float("smbo", "ucb_beta", ucb_beta, 0.0)
         if initial < 2 or min(batch, candidates, parents) < 1 or batch > candidates:
             raise ConfigError("smbo: need initial >= 2, batch, candidates, parents >= 1 and "
                               "batch <= candidates")
