@@ -147,7 +147,7 @@ def test_a_search_whose_trials_all_break_the_constraints_says_nothing_is_trained
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config_dict(
-        run={"max_evals": 2, "workers": 1}, constraints=["params <= 1"],
+        run={"max_evals": 2, "workers": 1}, constraints=["val_acc > 1"],
         final={"top": 1, "budget": {"epochs": 1, "width": 4, "max_steps": 2}})))
     assert main(["search", str(cfg), "--storage", str(tmp_path / "c.db")]) == 0
     captured = capsys.readouterr()

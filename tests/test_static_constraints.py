@@ -92,3 +92,18 @@ def test_a_search_trains_no_trial_that_breaks_a_params_constraint(tmp_path) -> N
         trials = store.trials()
     assert len(trials) == 8 and all(t.status == "ok" for t in trials)
     assert all(t.params <= bound for t in trials), [t.params for t in trials]
+
+
+@pytest.mark.timeout(240)
+def test_constraints_no_network_meets_are_one_line_and_leave_no_study(tmp_path, capsys) -> None:
+    import yaml
+
+    from nasforge.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config_dict(run={"max_evals": 2, "workers": 1},
+                                                   constraints=["params <= 1"])))
+    assert main(["search", str(cfg), "--storage", str(tmp_path / "c.db")]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(err) == 1 and "loosen" in err[0] and "params <= 1" in err[0]
+    assert "was removed" in err[0] and not (tmp_path / "c.db").exists()

@@ -106,8 +106,18 @@ class SearchJob:
         return time.time() - self.started
 
     def search(self) -> RunSummary:
-        """Run the search to its stopping criterion; its summary."""
-        self.summary = self.search_.run(self._executor)
+        """Run the search to its stopping criterion; its summary. A strategy that can propose
+        no valid network (``GenomeError``: e.g. constraints no network of the space meets)
+        deletes the study this job created, when still empty, and says so."""
+        from nasforge.errors import GenomeError
+
+        try:
+            self.summary = self.search_.run(self._executor)
+        except GenomeError as exc:
+            if self.search_.discard_if_empty():
+                raise GenomeError(f"{exc} (the new, empty study {self.storage_path} was "
+                                  "removed)") from None
+            raise
         self._stopped = False
         return self.summary
 
