@@ -107,3 +107,19 @@ def test_constraints_no_network_meets_are_one_line_and_leave_no_study(tmp_path, 
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert len(err) == 1 and "loosen" in err[0] and "params <= 1" in err[0]
     assert "was removed" in err[0] and not (tmp_path / "c.db").exists()
+
+
+@pytest.mark.timeout(240)
+def test_constraints_first_false_trains_the_candidates_and_marks_them(tmp_path) -> None:
+    raw = tiny_config_dict(run={"max_evals": 8, "workers": 1, "constraints_first": False},
+                           constraints=["params <= 1"])
+    search = Search(config_from_dict(raw, "a"), tmp_path / "a.db")
+    assert search.problem.constraints == ()
+    search.run()
+    search.close()
+    with StudyStorage.open(tmp_path / "a.db") as store:
+        trials = store.trials()
+    assert len(trials) == 8 and all(t.status == "ok" and t.params > 1 for t in trials)
+    from nasforge.objectives import feasible
+
+    assert not any(feasible(t, parse_constraints(["params <= 1"])) for t in trials)

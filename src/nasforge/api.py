@@ -250,8 +250,10 @@ class Search:
             self._tabular = TabularEvaluate()  # a missing or corrupt table: one line, no study
             self.problem = Problem(*TABLE_PROBLEM)
         else:  # the constraints a build decides are kept by the strategy (no trial breaks one)
-            self.problem = dataclasses.replace(
-                problem_for(config), constraints=static_constraints(config.constraints))
+            self.problem = problem_for(config)
+            if config.run.constraints_first:
+                self.problem = dataclasses.replace(
+                    self.problem, constraints=static_constraints(config.constraints))
             check_training_images(config)
         settings = dict(config.strategy.settings)
         if "objectives" not in settings and _takes_objectives(config.strategy.name):

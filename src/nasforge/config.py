@@ -99,6 +99,10 @@ class RunConfig:
     #: starts and the running ones finish (unlike ``time_limit``, which cuts them); counted over
     #: every run of the study (``--resume`` searches only what is left)
     search_seconds: float | None = None
+    #: constraints on ``params`` and ``flops`` kept by the strategy before training (True: a
+    #: candidate that breaks one is never proposed), or only after it (False: it trains and
+    #: is marked infeasible, as before session 12)
+    constraints_first: bool = True
 
 
 @dataclass(frozen=True)
@@ -301,6 +305,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<config>") -> Search
         devices_per_trial=_typed("run", "devices_per_trial", r.get("devices_per_trial", 1), "int",
                                  source),
         search_seconds=_duration("run", "search_seconds", r.get("search_seconds"), source),
+        constraints_first=_typed("run", "constraints_first", r.get("constraints_first", True),
+                                 "bool", source),
     )
     if run.devices_per_trial < 1:
         raise ConfigError(f"{source}: 'run.devices_per_trial' must be >= 1, "
