@@ -11,18 +11,23 @@ from nasforge.storage import StudyStorage
 from tests.test_export import trained_study  # noqa: F401
 
 
+def _cut(storage: StudyStorage, seed: int) -> dict[str, Any]:
+    """Store one final run of trial 1, seed ``seed``, cut by Ctrl-C; the run's fields."""
+    trial = storage.trial(1)
+    run = dict(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
+               budget={"epochs": 3, "width": 4})
+    storage.start_final_run(**run, seed=seed)
+    storage.add_final_run(**run, seed=seed, status="interrupted", val_acc=None, test_acc=None,
+                          params=None, metrics={"error": "interrupted (Ctrl-C)"},
+                          checkpoint=None)
+    return run
+
+
 def test_best_does_not_ask_for_a_resume_of_a_seed_trained_since(
         trained_study: dict[str, Any], capsys) -> None:  # noqa: F811
     study = trained_study["study"]
     with StudyStorage.open(study, write=True) as storage:
-        trial = storage.trial(1)
-        run = dict(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
-                   budget={"epochs": 3, "width": 4})
-        for seed in (0, 1):  # both cut by Ctrl-C
-            storage.start_final_run(**run, seed=seed)
-            storage.add_final_run(**run, seed=seed, status="interrupted", val_acc=None,
-                                  test_acc=None, params=None,
-                                  metrics={"error": "interrupted (Ctrl-C)"}, checkpoint=None)
+        run = [_cut(storage, seed) for seed in (0, 1)][0]  # both cut by Ctrl-C
         storage.start_final_run(**run, seed=0)  # the resume trained seed 0 again
         storage.add_final_run(**run, seed=0, status="ok", val_acc=None, test_acc=0.9,
                               params=10, metrics={}, checkpoint=None)
@@ -45,14 +50,8 @@ def test_only_the_latest_of_two_cut_tries_asks_for_a_resume(
         trained_study: dict[str, Any], capsys) -> None:  # noqa: F811
     study = trained_study["study"]
     with StudyStorage.open(study, write=True) as storage:
-        trial = storage.trial(1)
-        run = dict(trial_number=1, genome_key=trial.genome_key, genome=trial.genome,
-                   budget={"epochs": 3, "width": 4})
         for _ in range(2):  # seed 0 cut by Ctrl-C, resumed, and cut again
-            storage.start_final_run(**run, seed=0)
-            storage.add_final_run(**run, seed=0, status="interrupted", val_acc=None,
-                                  test_acc=None, params=None,
-                                  metrics={"error": "interrupted (Ctrl-C)"}, checkpoint=None)
+            _cut(storage, 0)
     try:
         main(["best", str(study)])
         lines = [ln.strip() for ln in capsys.readouterr().out.splitlines() if " seed " in ln]
