@@ -123,3 +123,33 @@ def test_constraints_first_false_trains_the_candidates_and_marks_them(tmp_path) 
     from nasforge.objectives import feasible
 
     assert not any(feasible(t, parse_constraints(["params <= 1"])) for t in trials)
+
+
+def _half_bound(raw: dict) -> int:
+    """A params bound that about half of the tiny space's random networks break."""
+    space = get_space("global", **raw["space"]["settings"])
+    rng = random.Random(0)
+    sizes = sorted(static_values(space, g, Problem((1, 12, 12), 4), 4)["params"]
+                   for g in (space.sample(rng) for _ in range(60))
+                   if not space.validate_for(g, (1, 12, 12), 4, 4))
+    return sizes[len(sizes) // 2]
+
+
+@pytest.mark.timeout(240)
+def test_constraints_first_keeps_a_one_worker_evolution_deterministic(tmp_path) -> None:
+    raw = tiny_config_dict(run={"max_evals": 6, "workers": 1},
+                           strategy={"name": "evolution",
+                                     "settings": {"population": 3, "sample": 2}})
+    bound = _half_bound(raw)
+    raw["constraints"] = [f"params <= {bound}"]
+    runs = []
+    for name in ("a", "b"):
+        search = Search(config_from_dict(raw, name), tmp_path / f"{name}.db")
+        assert search.problem.constraints  # kept by the strategy
+        search.run()
+        search.close()
+        with StudyStorage.open(tmp_path / f"{name}.db") as store:
+            runs.append([(t.genome, t.status, t.params, t.flops, t.val_acc)
+                         for t in store.trials()])
+    assert len(runs[0]) == 6 and all(params <= bound for _, _, params, _, _ in runs[0])
+    assert runs[0] == runs[1]  # same config and seed: the same trials, in the same order
