@@ -107,10 +107,12 @@ class GlobalSpace(GlobalTextMixin, SearchSpace):
                 f"global space: crossover_genes must be one of {_CROSSOVER_GENES}"
             )
         if input_ops is not None:
-            if (isinstance(input_ops, str) or not input_ops
-                    or not all(op in ops for op in input_ops)):
+            if (not isinstance(input_ops, (list, tuple)) or not input_ops
+                    or not all(op in ops for op in input_ops)
+                    or len(set(input_ops)) != len(input_ops)):
                 raise ConfigError(f"global space: input_ops must be a non-empty list of this "
-                                  f"space's operations {list(ops)}, got {input_ops!r}")
+                                  f"space's operations {list(ops)}, each once, got "
+                                  f"{input_ops!r}")
         self.input_ops: tuple[str, ...] | None = (None if input_ops is None
                                                   else tuple(input_ops))
         self.operations: tuple[str, ...] = ops
