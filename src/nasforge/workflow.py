@@ -251,7 +251,7 @@ def _genome_file_entries(source: Path, preset: SearchConfig | None, storage_arg:
                          space_name: str | None, head: str | None,
                          data_dir: str | None) -> tuple[Any, SearchConfig, SearchSpace, list]:
     """A genome file: its study (existing or new) and config, space and one entry."""
-    from nasforge.spaces import get_space
+    from nasforge.spaces import chosen_network_space, get_space
     from nasforge.storage import StudyStorage
 
     storage_path = Path(storage_arg or f"studies/train-{source.stem}.db")
@@ -272,9 +272,10 @@ def _genome_file_entries(source: Path, preset: SearchConfig | None, storage_arg:
         settings: dict[str, Any] = dict(config.space.settings) if configured else {}
         if head:
             settings["head"] = head
-        space = get_space(space_name or (config.space.name if configured else "global"),
-                          **settings)
-        entries = [(None, read_genome(space, source))]
+        name = space_name or (config.space.name if configured else "global")
+        space = get_space(name, **settings)
+        # a chosen network: the search's limits on candidates (input_ops) do not refuse it
+        entries = [(None, read_genome(chosen_network_space(name, settings), source))]
         if storage is None:
             storage = StudyStorage.create(
                 storage_path, name=config.name, config=config.to_dict(),

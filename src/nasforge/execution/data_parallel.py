@@ -421,7 +421,7 @@ def _train_main(argv: Sequence[str]) -> None:
 
     from nasforge.config import load_config
     from nasforge.execution.tasks import model_seed
-    from nasforge.spaces import get_space
+    from nasforge.spaces import chosen_network_space
     from nasforge.spaces.base import genome_key
     from nasforge.storage.sqlite import budget_key
 
@@ -441,7 +441,8 @@ def _train_main(argv: Sequence[str]) -> None:
     data = config.data.task_dict()
     if args.data_dir:
         data["data_dir"] = args.data_dir
-    space = get_space(config.space.name, **config.space.settings)
+    # a chosen network: the search's limits on candidates (input_ops) do not refuse it
+    space = chosen_network_space(config.space.name, dict(config.space.settings))
     from nasforge.cli import _read_genome
 
     genome = _read_genome(space, args.genome)
