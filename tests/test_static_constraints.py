@@ -153,3 +153,31 @@ def test_constraints_first_keeps_a_one_worker_evolution_deterministic(tmp_path) 
                          for t in store.trials()])
     assert len(runs[0]) == 6 and all(params <= bound for _, _, params, _, _ in runs[0])
     assert runs[0] == runs[1]  # same config and seed: the same trials, in the same order
+
+
+def test_init_from_groups_the_genomes_that_break_a_constraint_in_its_line() -> None:
+    """Before: each skipped genome was its own reason (its params differ, and a global node
+    id is hex, not the digits the grouping removed), so the line listed three of them."""
+    from nasforge.spaces.warm_start import sort_warm_start
+
+    convs = ["conv3N", "conv5N"]
+    space = get_space("global", operations=convs + ["maxpool2"], max_nodes=6, input_ops=convs)
+    shape = Problem((1, 12, 12), 4)
+    free = get_space("global", operations=convs + ["maxpool2"], max_nodes=6)
+    rng = random.Random(0)
+    items, sizes = [], []
+    while len(items) < 12:
+        genome = free.sample(rng)
+        if free.validate_for(genome, (1, 12, 12), 4, 4):
+            continue
+        items.append(free.genome_to_dict(genome))
+        sizes.append(None if space.validate(genome)
+                     else static_values(space, genome, shape, 4)["params"])
+    bound = sorted(s for s in sizes if s is not None)[0]  # all but the smallest break it
+    problem = Problem((1, 12, 12), 4, tuple(parse_constraints([f"params <= {bound}"])))
+    used, line = sort_warm_start(space, problem, QUICK.budget.replace(width=4), items, "g")
+    pooling = sum(s is None for s in sizes)
+    breaking = sum(s is not None and s > bound for s in sizes)
+    assert pooling and breaking > 1 and len(used) == 12 - pooling - breaking
+    assert f"{breaking} break params <= {bound}" in line, line
+    assert f"{pooling} 'maxpool2' reads the input image" in line, line

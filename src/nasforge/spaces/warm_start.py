@@ -50,8 +50,11 @@ def sort_warm_start(space: SearchSpace, problem: Problem, budget: Budget, items:
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             why[f"unreadable ({type(exc).__name__})"] += 1
             continue
-        if reasons:  # grouped without the node number: "node 3: operation ..." -> "operation ..."
-            why[re.sub(r"^node \d+: ", "", str(reasons[0]))[:100]] += 1
+        if reasons:  # grouped without the node id ("node 3: operation ..." -> "operation
+            # ...") or a constraint's value ("params 1.2e+05 breaks params <= 1e+05" -> "break
+            # params <= 1e+05"); global node ids are hex, e.g. "node 4e2b881cc2:"
+            reason = re.sub(r"^node [^\s:]+: ", "", str(reasons[0]))
+            why[re.sub(r"^\w+ \S+ breaks ", "break ", reason)[:100]] += 1
             continue
         key = genome_key(space, genome)
         if key in keys:
