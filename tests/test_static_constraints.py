@@ -181,3 +181,14 @@ def test_init_from_groups_the_genomes_that_break_a_constraint_in_its_line() -> N
     assert pooling and breaking > 1 and len(used) == 12 - pooling - breaking
     assert f"{breaking} break params <= {bound}" in line, line
     assert f"{pooling} 'maxpool2' reads the input image" in line, line
+
+
+@pytest.mark.parametrize("name,space_name", [("aco", "global"), ("reinforce", "nb201")])
+def test_a_walking_strategy_that_meets_no_constraint_names_it(name, space_name) -> None:
+    """Before: ``loosen max_params or the constraints``, without saying which."""
+    space = get_space(space_name, **({"cells": 1} if space_name == "nb201" else {}))
+    problem = Problem((1, 12, 12), 4, tuple(parse_constraints(["params <= 1"])))
+    strategy = get_strategy(name, space, QUICK.budget.replace(width=4), problem, 0)
+    with pytest.raises(GenomeError, match=r"in a row .* loosen max_params/max_nodes or the "
+                                          r"constraints params <= 1$"):
+        strategy.ask()

@@ -231,7 +231,7 @@ class AntColony(Strategy):
                 break
         else:
             raise GenomeError(f"aco: 50 ants in a row walked networks space {self.space.name!r} "
-                              "rejects; loosen max_params/max_nodes or the constraints")
+                              f"rejects; loosen {self.limits()}")
         for key, choice in path:  # local update
             self.pheromone.setdefault(key, {})[choice] = (
                 (1 - self.local_decay) * self.tau(key, choice) + self.local_decay * self.start)

@@ -183,12 +183,15 @@ class Strategy(abc.ABC):
             genome = self.space.sample(self.rng)
             if self.is_valid(genome):
                 return genome
-        limits = "max_params/max_nodes" + (
+        raise GenomeError(f"space {self.space.name!r} gave no valid genome in {tries} samples; "
+                          f"loosen {self.limits()}")
+
+    def limits(self) -> str:
+        """What a ``GenomeError`` for no valid proposal asks to loosen: ``max_params/max_nodes``
+        and, when the problem has them, its constraints by name (``flops <= 10``)."""
+        return "max_params/max_nodes" + (
             " or the constraints " + ", ".join(map(str, self.problem.constraints))
             if self.problem.constraints else "")
-        raise GenomeError(
-            f"space {self.space.name!r} gave no valid genome in {tries} samples; loosen {limits}"
-        )
 
     def mutate_valid(self, genome: Any, tries: int = 50) -> Any:
         """A valid mutation of ``genome``; falls back to a fresh sample."""

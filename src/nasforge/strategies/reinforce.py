@@ -135,7 +135,7 @@ class Reinforce(Strategy):
                 break
         else:
             raise GenomeError(f"reinforce: 50 sequences in a row gave networks space "
-                              f"{self.space.name!r} rejects; loosen max_params or the constraints")
+                              f"{self.space.name!r} rejects; loosen {self.limits()}")
         if self.batch is not None:
             self.asked += 1
         return Candidate(genome, self.budget)
