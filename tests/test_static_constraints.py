@@ -107,6 +107,9 @@ def test_constraints_no_network_meets_are_one_line_and_leave_no_study(tmp_path, 
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
     assert len(err) == 1 and "loosen" in err[0] and "params <= 1" in err[0]
     assert "was removed" in err[0] and not (tmp_path / "c.db").exists()
+    from nasforge.storage import artifacts_dir
+
+    assert not artifacts_dir(tmp_path / "c.db").exists()  # nor its folder with an empty log
 
 
 @pytest.mark.timeout(240)

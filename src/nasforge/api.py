@@ -340,8 +340,9 @@ class Search:
 
     def discard_if_empty(self) -> bool:
         """Close and delete the study file when this search created it and no trial was ever
-        submitted (e.g. its executor failed to start), so a rerun needs no ``--resume``;
-        returns whether it was deleted. A study with trials is never touched."""
+        submitted (e.g. its executor failed to start), so a rerun needs no ``--resume``, and
+        its folder when it holds nothing but an empty ``search.log``; returns whether it was
+        deleted. A study with trials is never touched."""
         if not self._created or self.storage.trials():
             return False
         path = Path(self.storage.path)
@@ -349,6 +350,12 @@ class Search:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         folder = artifacts_dir(path)
+        log = folder / "search.log"  # opened by a run that stopped before its first trial
+        if log.is_file() and log.stat().st_size == 0:
+            from nasforge.execution.reporting import close_study_logger
+
+            close_study_logger(path)
+            log.unlink()
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
         return True

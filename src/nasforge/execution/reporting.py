@@ -192,6 +192,15 @@ def study_logger(storage_path: Path) -> logging.Logger:
     return logger
 
 
+def close_study_logger(storage_path: Path) -> None:
+    """Close the log file :func:`study_logger` opened for this study (if any), so that the
+    file can be removed and a later logger of the same path opens it anew."""
+    logger = logging.getLogger(f"nasforge.study.{Path(storage_path).resolve()}")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def speed_note(speed: dict[str, Any] | None) -> str:
     """`` [bf16, channels-last; measured in 0.4s]`` for a trial whose speed options were
     measured (``..., the study's default for short trainings]`` when it set that), else
