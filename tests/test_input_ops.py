@@ -16,6 +16,11 @@ from nasforge.spaces import get_space
 from nasforge.storage import StudyStorage
 
 OPS = ["conv3N", "maxpool2"]
+POOL_FIRST = {"schema": "nasforge.global/1",  # in -> maxpool2 -> conv3N -> out
+              "nodes": [{"id": "n1", "op": "maxpool2"}, {"id": "n2", "op": "conv3N"}],
+              "edges": [{"src": "in", "dst": "n1", "enabled": True},
+                        {"src": "n1", "dst": "n2", "enabled": True},
+                        {"src": "n2", "dst": "out", "enabled": True}]}
 
 
 @pytest.mark.parametrize("bad", [5, {"conv3N": 1}, ["conv3N", "conv3N"], "conv3N", [],
@@ -38,11 +43,7 @@ def test_train_of_a_genome_file_into_a_study_with_input_ops_trains_it(
     db = tmp_path / "s.db"
     StudyStorage.create(db, name="tiny", config=config.to_dict(), identity=config.identity(),
                         identity_hash=config.identity_hash(), provenance={}).close()
-    genome = {"schema": "nasforge.global/1",
-              "nodes": [{"id": "n1", "op": "maxpool2"}, {"id": "n2", "op": "conv3N"}],
-              "edges": [{"src": "in", "dst": "n1", "enabled": True},
-                        {"src": "n1", "dst": "n2", "enabled": True},
-                        {"src": "n2", "dst": "out", "enabled": True}]}
+    genome = POOL_FIRST
     space = get_space("global", **raw["space"]["settings"])
     assert any("reads the input image" in r
                for r in space.validate(space.genome_from_dict(genome)))  # not a candidate
@@ -50,3 +51,28 @@ def test_train_of_a_genome_file_into_a_study_with_input_ops_trains_it(
     path.write_text(json.dumps(genome))
     assert main(["train", str(path), "--storage", str(db), "--epochs", "1"]) == 0
     assert "in -> maxpool2 -> conv3(4) -> out: test acc" in capsys.readouterr().out
+
+
+def test_a_cluster_launch_of_a_preset_with_input_ops_reads_a_pool_first_genome(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m nasforge.execution.data_parallel train GENOME --preset P``: the genome is
+    read by the chosen network's space (before: refused, as ``train`` was)."""
+    from nasforge.execution import data_parallel
+
+    class Joined(Exception):
+        pass
+
+    def join() -> None:  # the genome was read and its task built: stop before any group
+        raise Joined
+
+    monkeypatch.setattr(data_parallel, "_join_group", join)
+    preset = tmp_path / "p.yaml"
+    preset.write_text(
+        "name: p\nkind: final-training\ndata: {dataset: synthetic, val_fraction: 0.2}\n"
+        f"space: {{name: global, settings: {{operations: {OPS}, input_ops: [conv3N]}}}}\n"
+        "final: {top: 1, seeds: 1, budget: {epochs: 1, width: 4, batch_size: 32}}\n")
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(POOL_FIRST))
+    with pytest.raises(Joined):
+        data_parallel._train_main([str(path), "--preset", str(preset), "--out",
+                                   str(tmp_path / "out")])
