@@ -5,14 +5,13 @@ asks (the contract of ``test_contract_strategies``, under constraints)."""
 
 from __future__ import annotations
 
-import json
 import random
 from functools import lru_cache
 
 import pytest
 from test_contract_spaces import make_space
 from test_contract_strategies import (
-    BUDGET, PAIRS, PROBLEM, ROUNDS, TINY_SETTINGS, FakeRunner, describe,
+    BUDGET, PAIRS, PROBLEM, ROUNDS, TINY_SETTINGS, describe, resumed_twin,
 )
 
 from nasforge.objectives import parse_constraints
@@ -58,18 +57,7 @@ def test_no_ask_breaks_the_constraint_and_a_resume_asks_the_same(strategy_name,
         return get_strategy(strategy_name, space, BUDGET, problem, seed,
                             **TINY_SETTINGS.get(strategy_name, {}))
 
-    original = make(3)
-    runner = FakeRunner(original)
-    runner.rounds(ROUNDS // 2)
-    runner.drain()
-    state = json.loads(json.dumps(original.state_dict()))
-    restored = make(99)
-    restored.load_state_dict(state)
-    twin = FakeRunner(restored)
-    twin.store = dict(runner.store)
-    twin.number = runner.number
-    runner.rounds(ROUNDS // 2)
-    twin.rounds(ROUNDS // 2)
+    runner, twin = resumed_twin(make)
     assert describe(space, twin.asked) == describe(space, runner.asked[ROUNDS // 2:])
     sizes = [static_values(space, c.genome, PROBLEM, c.budget.width, ["params"])["params"]
              for c in runner.asked]

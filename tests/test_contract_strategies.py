@@ -163,19 +163,27 @@ def test_twenty_rounds_give_valid_asks_each_answered_once(strategy_name, space_n
 @pytest.mark.parametrize(("strategy_name", "space_name"), PAIRS)
 def test_state_round_trip_gives_identical_next_asks(strategy_name, space_name) -> None:
     space = make_space(space_name)
-    original = make_strategy(strategy_name, space, seed=3)
+    runner, twin = resumed_twin(lambda seed: make_strategy(strategy_name, space, seed=seed))
+    assert describe(space, twin.asked) == describe(space, runner.asked[ROUNDS // 2:])
+
+
+def resumed_twin(make: Any) -> tuple[FakeRunner, FakeRunner]:
+    """A strategy made by ``make(seed)`` run ROUNDS // 2 rounds, its state stored as JSON and
+    loaded into one made with another seed (the state rules), then both run ROUNDS // 2 more
+    rounds on the same store: (the original's runner, the restored one's)."""
+    original = make(3)
     runner = FakeRunner(original)
     runner.rounds(ROUNDS // 2)
     runner.drain()  # as after a resume: nothing in flight (running trials are re-queued)
     state = json.loads(json.dumps(original.state_dict()))  # as stored in the study
-    restored = make_strategy(strategy_name, space, seed=99)  # another seed: the state rules
+    restored = make(99)
     restored.load_state_dict(state)
     twin = FakeRunner(restored)
     twin.store = dict(runner.store)
     twin.number = runner.number
     runner.rounds(ROUNDS // 2)
     twin.rounds(ROUNDS // 2)
-    assert describe(space, twin.asked) == describe(space, runner.asked[ROUNDS // 2:])
+    return runner, twin
 
 
 @pytest.mark.parametrize(("strategy_name", "space_name"), PAIRS)

@@ -165,9 +165,7 @@ class SearchJob:
         self.reporter.message(
             f"final training of the best {len(entries)} on the whole training set: "
             f"{final.budget.epochs} epoch(s) at width {final.budget.width}, "
-            f"{final.seeds} seed(s)" + (
-                " as configured (the plan below fits them to the time)"
-                if final.max_seconds is not None or final.total_seconds is not None else ""))
+            f"{final.seeds} seed(s){_FinalCaps.of(final, {}, False).line()}")
         # a fresh pool sized to the final runs, so a single run gets every core
         self._executor.shutdown(wait=True, cancel_futures=True)
         final_workers = max(1, min(final.workers or config.run.workers,
@@ -175,13 +173,11 @@ class SearchJob:
         from nasforge.execution.executors import make_executor
 
         self._executor = make_executor(dataclasses.replace(config.run, workers=final_workers))
-        elapsed = self.elapsed()
-        caps = [c for c in (final.max_seconds, None if final.total_seconds is None
-                            else final.total_seconds - elapsed) if c is not None]
         results = train_final(
             search.storage, search.space, entries, final.budget, final.seeds, data_dict(config),
             self._executor, config.seed, self.reporter, workers=final_workers,
-            max_seconds=max(1.0, min(caps)) if caps else None, min_width=final.min_width,
+            max_seconds=_FinalCaps.of(final, {}, False).max_seconds(self.elapsed()),
+            min_width=final.min_width,
             min_epochs=final.min_epochs, max_epochs=final.max_epochs,
             nproc=config.run.devices_per_trial,
             seconds_left=(None if config.run.time_limit is None
@@ -314,8 +310,9 @@ def _study_entries(source: Path, trial: int | None, top: int | None,
 
 
 @dataclass(frozen=True)
-class _TrainCaps:
-    """The final section's caps as ``nasforge train`` applies them (see ``train_genomes``)."""
+class _FinalCaps:
+    """A final section's caps as the search's final step and ``nasforge train`` apply them
+    (see ``SearchJob.final`` and ``train_genomes``)."""
 
     max_seconds_cap: float | None = None
     total_seconds: float | None = None
@@ -326,7 +323,7 @@ class _TrainCaps:
     off: bool = False  # caps the final section has, turned off (--no-cap)
 
     @classmethod
-    def of(cls, final: Any, changes: dict[str, Any], no_cap: bool) -> "_TrainCaps":
+    def of(cls, final: Any, changes: dict[str, Any], no_cap: bool) -> "_FinalCaps":
         """The caps of ``final`` (a ``FinalConfig`` or None), keeping the sizes ``changes``
         sets; with ``no_cap`` none, and both sizes kept."""
         keep = frozenset({"epochs", "width"} if no_cap else
@@ -422,7 +419,7 @@ def train_genomes(source: str | Path, *, preset: str | None = None, trial: int |
         executor = make_executor(run_cfg)
         reporter = reporter or Reporter()
         # caps from --preset only: a study's own final section gives its budget as stored
-        caps = _TrainCaps.of(preset_cfg.final if preset_cfg is not None else None,
+        caps = _FinalCaps.of(preset_cfg.final if preset_cfg is not None else None,
                              budget_changes or {}, no_cap)
         reporter.message(f"training {len(entries)} genome(s) x {n_seeds} seed(s): "
                          f"{budget.epochs} epoch(s), {budget.optimizer}, width {budget.width}, "
